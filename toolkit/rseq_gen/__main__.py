@@ -1,0 +1,3 @@
+from rseq_gen.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,63 @@
+"""Options of ``rseq-gen generate``, as one typed tree. The docstrings are the
+documentation (``rseq-gen generate --help`` and the manifest read them)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, fields
+
+from rseq_gen.arches import Arch, parse_arch_list
+from rseq_gen.errors import UsageError
+from rseq_gen.protocols import DEFAULT_PROTOCOL, Protocol, get_protocol
+
+TLS_MODELS = ("auto", "initial-exec", "global-dynamic")
+_C_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_RESERVED_PREFIX = re.compile(r"_[A-Z_]")
+
+
+@dataclass(frozen=True)
+class GenerateOptions:
+    protocol: Protocol = field(metadata={"doc": "Coexistence protocol (see the README's protocol table)."})
+    prefix: str = field(metadata={"doc": "C identifier that starts every exported symbol."})
+    arches: tuple[Arch, ...] = field(metadata={"doc": "Architectures the header carries code for."})
+    tls_model: str = field(metadata={
+        "doc": "TLS model of the module's own TLS: initial-exec is fastest; global-dynamic "
+               "suits modules that are dlopen'd. auto picks global-dynamic with --dlopen-safe, "
+               "initial-exec otherwise."})
+    dlopen_safe: bool = field(metadata={
+        "doc": "The module may be dlopen'd and dlclose'd: clear rseq_cs after every critical "
+               "section so no descriptor pointer outlives the code."})
+
+    @classmethod
+    def from_strings(cls, *, protocol: str | None, prefix: str, arch: str | None,
+                     tls_model: str = "auto", dlopen_safe: bool = False) -> "GenerateOptions":
+        if not _C_IDENTIFIER.match(prefix or ""):
+            raise UsageError(f"--prefix: {prefix!r} is not a C identifier")
+        if _RESERVED_PREFIX.match(prefix):
+            raise UsageError(f"--prefix: {prefix!r} is reserved (starts with _ and a capital or _)")
+        if tls_model not in TLS_MODELS:
+            raise UsageError(f"--tls-model: {tls_model!r} is not one of {', '.join(TLS_MODELS)}")
+        resolved = tls_model
+        if tls_model == "auto":
+            resolved = "global-dynamic" if dlopen_safe else "initial-exec"
+        return cls(
+            protocol=get_protocol(protocol or DEFAULT_PROTOCOL),
+            prefix=prefix,
+            arches=tuple(parse_arch_list(arch)),
+            tls_model=resolved,
+            dlopen_safe=dlopen_safe,
+        )
+
+    def describe(self) -> dict:
+        """The options as plain data, for the stamp and the manifest."""
+        return {
+            "protocol": self.protocol.name,
+            "prefix": self.prefix,
+            "arches": [a.name for a in self.arches],
+            "tls_model": self.tls_model,
+            "dlopen_safe": self.dlopen_safe,
+        }
+
+
+def option_docs() -> dict[str, str]:
+    return {f.name: f.metadata.get("doc", "") for f in fields(GenerateOptions)}
