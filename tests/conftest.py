@@ -1,0 +1,60 @@
+"""Shared fixtures: run rseq-gen, generate code, find the tools a test needs.
+
+Tests never skip for a missing tool: .ci/run installs everything, and a
+missing tool is a failure that says what to install.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+try:  # the installed package (CI: pip install .[test])
+    import rseq_gen  # noqa: F401
+except ImportError:  # a source checkout: use toolkit/ directly
+    sys.path.insert(0, str(ROOT / "toolkit"))
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(ROOT / "toolkit"), os.environ.get("PYTHONPATH")) if p)
+
+RSEQ_GEN = [sys.executable, "-m", "rseq_gen"]
+
+
+def require_tool(name: str, package: str | None = None) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} not found: install {package or name} (.ci/run installs it)")
+    return path
+
+
+def run_rseq_gen(*args, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
+    proc = subprocess.run([*RSEQ_GEN, *map(str, args)], capture_output=True, text=True, **kwargs)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"rseq-gen {' '.join(map(str, args))} exited {proc.returncode}:\n"
+                             f"{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def generate(outdir: Path, protocol: str = "compat", prefix: str = "rseqgen", *extra) -> Path:
+    """Run ``rseq-gen generate`` into outdir (with a manifest) and return outdir."""
+    outdir = Path(outdir)
+    run_rseq_gen("generate", "--protocol", protocol, "--prefix", prefix, "--output-dir", outdir,
+                 "--manifest", outdir / f"{prefix}_rseq.manifest.json", *extra)
+    return outdir
+
+
+@pytest.fixture
+def gen(tmp_path):
+    """``gen(protocol, prefix, *extra_args)`` -> output directory."""
+    counter = iter(range(1000))
+
+    def _gen(protocol="compat", prefix="rseqgen", *extra):
+        return generate(tmp_path / f"gen{next(counter)}", protocol, prefix, *extra)
+
+    return _gen
