@@ -14,6 +14,7 @@ exception type for a bad file: :func:`open_elf` converts them.
 from __future__ import annotations
 
 import io
+import os
 import struct
 from dataclasses import dataclass
 from typing import Iterable
@@ -626,3 +627,15 @@ def open_elf(data, name: str = "<elf>") -> ElfFile:
 
 def is_elf(head: bytes) -> bool:
     return head[:4] == ELF_MAGIC
+
+
+def map_file(path: str):
+    """The file's contents: an mmap for big files (only the pages read are
+    loaded), bytes for small ones. OSError propagates."""
+    import mmap
+
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size >= (1 << 20):
+            return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        return f.read()

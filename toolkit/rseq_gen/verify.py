@@ -1,0 +1,405 @@
+"""``rseq-gen verify``: check objects, archives, shared libraries and
+executables for the rseq symbols, TLS layout, critical sections and protocol
+conflicts (rules: rseq_gen.rules, docs/rules.md).
+
+Exit codes: 0 clean; 1 findings at or above ``--fail-on``; 2 usage error or
+an unreadable/malformed input (one line each on stderr; the other inputs are
+still checked).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from rseq_gen import __version__, abi
+from rseq_gen.elf import ElfError, map_file, open_elf
+from rseq_gen.errors import UsageError
+from rseq_gen.protocols import PROTOCOLS
+from rseq_gen.rules import RULES
+from rseq_gen.verify_ar import ArchiveError, is_archive, read_members
+from rseq_gen.verify_checks import Context, Unit, analyze, arch_facts, owners_from, protocol_conflicts
+from rseq_gen.verify_output import FORMATS, REPORT_VERSION, render
+
+FAIL_ON = ("error", "warning")
+
+
+def configure_parser(sub) -> None:
+    p = sub.add_parser(
+        "verify", help="check ELF objects, archives and binaries for rseq problems",
+        description="Check relocatable objects, static archives, shared libraries and executables "
+                    "for rseq symbol layout, glibc ABI use, TLS model, critical sections and "
+                    "protocol conflicts. Rules: docs/rules.md.")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="files to check")
+    p.add_argument("--manifest", type=Path, metavar="FILE",
+                   help="manifest written by `rseq-gen generate --manifest`: check what it promises")
+    p.add_argument("--protocol", choices=list(PROTOCOLS), metavar="P",
+                   help=f"protocol the inputs are expected to use ({', '.join(PROTOCOLS)})")
+    p.add_argument("--closure", action="store_true",
+                   help="also load every DT_NEEDED library as ld.so would and check the whole process")
+    p.add_argument("--min-glibc", metavar="X.Y",
+                   help="oldest glibc the binaries must load on (strong GLIBC_2.35 references fail below 2.35)")
+    p.add_argument("--dlopen", action="store_true",
+                   help="the shared libraries will be dlopen'd (initial-exec TLS is an error)")
+    p.add_argument("--format", choices=FORMATS, default="text", help="output format (default: text)")
+    p.add_argument("--output", type=Path, metavar="FILE", help="write the report here instead of stdout")
+    p.add_argument("--fail-on", choices=FAIL_ON, default="error",
+                   help="lowest severity that makes the exit code 1 (default: error)")
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="check N files in parallel (0: one per CPU; default 1)")
+    p.set_defaults(func=execute)
+
+
+# ---------------------------------------------------------------------------
+
+def _parse_min_glibc(text: str | None):
+    if text is None:
+        return None
+    m = re.fullmatch(r"(\d+)\.(\d+)", text.strip())
+    if not m:
+        raise UsageError(f"--min-glibc: {text!r} is not a version like 2.17")
+    return (int(m.group(1)), int(m.group(2)))
+
+
+def load_manifest(path: Path) -> dict:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"--manifest: cannot read {path}: {exc.strerror}") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise UsageError(f"--manifest: {path} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("symbols", []), list) \
+            or not all(isinstance(s, dict) and isinstance(s.get("name"), str)
+                       for s in data.get("symbols", [])):
+        raise UsageError(f"--manifest: {path} is not an rseq-gen manifest (no symbols list)")
+    base = data.get("output_dir") or str(Path(path).resolve().parent)
+    for s in data.get("symbols", []):
+        src = s.get("source")
+        if isinstance(src, dict) and src.get("file") and not os.path.isabs(src["file"]):
+            src["file"] = os.path.join(base, src["file"])
+    origin = data.get("origin")
+    if isinstance(origin, dict) and origin.get("file") and not os.path.isabs(origin["file"]):
+        origin["file"] = os.path.join(base, origin["file"])
+    return data
+
+
+def _file_result(path: str) -> dict:
+    return {"path": path, "kind": None, "arch": None, "elfclass": None, "endian": None,
+            "members": None, "notes": [], "closure_of": None}
+
+
+def _describe(result: dict, elf) -> None:
+    result["kind"] = elf.kind()
+    arch = arch_facts(elf)
+    result["arch"] = arch.name if arch else elf.e_machine
+    result["elfclass"] = elf.elfclass
+    result["endian"] = elf.endian
+
+
+def check_path(path: str, ctx: Context) -> dict:
+    """Check one input; returns {"file", "findings", "errors", "facts"}.
+    Never raises: a bad file becomes one error line."""
+    result = _file_result(path)
+    out = {"file": result, "findings": [], "errors": [], "facts": None}
+    try:
+        _check_path(path, ctx, out)
+    except Exception as exc:  # last line of defence: never a traceback
+        out["errors"].append({"file": path, "member": None,
+                              "message": f"internal error while checking: {type(exc).__name__}: {exc}"})
+    return out
+
+
+def _check_path(path: str, ctx: Context, out: dict) -> None:
+    result = out["file"]
+    try:
+        data = map_file(path)
+    except IsADirectoryError:
+        out["errors"].append({"file": path, "member": None, "message": "is a directory"})
+        return
+    except OSError as exc:
+        out["errors"].append({"file": path, "member": None,
+                              "message": f"cannot read: {exc.strerror or exc}"})
+        return
+    if len(data) == 0:
+        out["errors"].append({"file": path, "member": None, "message": "empty file (0 bytes)"})
+        return
+    if is_archive(bytes(data[:8])):
+        _check_archive(path, data, ctx, out)
+        return
+    try:
+        elf = open_elf(data, path)
+    except ElfError as exc:
+        out["errors"].append({"file": path, "member": None, "message": str(exc)})
+        return
+    _describe(result, elf)
+    unit = Unit(path, None, elf, arch_facts(elf))
+    try:
+        facts = analyze(unit, ctx)
+    except ElfError as exc:
+        out["errors"].append({"file": path, "member": None, "message": str(exc)})
+        return
+    result["notes"] = facts["notes"]
+    out["facts"] = facts
+    out["findings"] += unit.findings
+    protocol_conflicts([(path, facts)], lambda rid, **kw: _add(out["findings"], rid, path, None, **kw))
+
+
+def _add(findings: list, rule_id: str, file: str, member, **fields) -> None:
+    rule = RULES[rule_id]
+    findings.append({"rule": rule.id, "name": rule.name, "severity": rule.severity,
+                     "message": rule.message.format(**fields), "fix": rule.fix, "file": file,
+                     "member": member, "symbol": None, "section": None, "address": None,
+                     "source": None})
+
+
+def _check_archive(path: str, data, ctx: Context, out: dict) -> None:
+    result = out["file"]
+    result["kind"] = "archive"
+    try:
+        members = read_members(data, path)
+    except ArchiveError as exc:
+        out["errors"].append({"file": path, "member": None, "message": str(exc)})
+        return
+    result["members"] = len(members)
+    facts_list = []
+    defined_glibc = set()
+    findings = []
+    for m in members:
+        if m.error:
+            out["errors"].append({"file": path, "member": m.name, "message": m.error})
+            continue
+        mdata = bytes(m.data)
+        try:
+            elf = open_elf(mdata, f"{path}({m.name})")
+        except ElfError as exc:
+            out["errors"].append({"file": path, "member": m.name, "message": str(exc)})
+            continue
+        if result["arch"] is None:
+            _describe(result, elf)
+            result["kind"] = "archive"
+        if b"rseq" not in mdata and not ctx.manifest:
+            continue  # no rseq symbol, section or note can be in this member
+        unit = Unit(path, m.name, elf, arch_facts(elf))
+        try:
+            facts = analyze(unit, ctx)
+        except ElfError as exc:
+            out["errors"].append({"file": path, "member": m.name, "message": str(exc)})
+            continue
+        if facts["defines_glibc_rseq"]:
+            for name in abi.GLIBC_SYMBOLS:
+                defined_glibc.add(name)
+        facts_list.append((f"{path}({m.name})", facts))
+        findings += unit.findings
+        result["notes"] += facts["notes"]
+    # A reference satisfied by another member of the same archive (libc.a
+    # itself) does not depend on the glibc the program later runs on.
+    findings = [f for f in findings
+                if not (f["rule"] == "RSEQ201" and f["symbol"] in defined_glibc)]
+    if ctx.manifest and facts_list:
+        # The manifest describes one generated object: it only has to be in
+        # one member. Keep its findings for the member carrying the note, if any.
+        desc = (ctx.manifest.get("note") or {}).get("desc")
+        carriers = {lbl for lbl, fc in facts_list if any(n["desc"] == desc for n in fc["notes"])}
+        manifest_rules = {"RSEQ601", "RSEQ602", "RSEQ603"}
+        findings = [f for f in findings if f["rule"] not in manifest_rules
+                    or (carriers and f"{path}({f['member']})" in carriers)]
+        if not carriers:
+            _add(findings, "RSEQ603", path, None, desc=desc)
+    out["findings"] += findings
+    merged = {"notes": [n for _, fc in facts_list for n in fc["notes"]],
+              "defines_abi": any(fc["defines_abi"] for _, fc in facts_list),
+              "defines_glibc_rseq": any(fc["defines_glibc_rseq"] for _, fc in facts_list),
+              "glibc_refs": []}
+    out["facts"] = merged
+    protocol_conflicts(facts_list, lambda rid, **kw: _add(out["findings"], rid, path, None, **kw))
+
+
+# ---------------------------------------------------------------------------
+# Closure.
+
+def _owner(loaded: list[dict], facts_by_path: dict) -> dict:
+    modules = []
+    glibc = [l for l in loaded if (facts_by_path.get(l["path"]) or {}).get("defines_glibc_rseq")]
+    labelled = [(l["path"], facts_by_path[l["path"]]) for l in loaded if facts_by_path.get(l["path"])]
+    o = owners_from(labelled)
+    for label, who, p in o["private"] + o["shared"]:
+        if glibc:
+            state = p.owner["glibc"]
+            if p.glibc_area:
+                modules.append(f"{who}: uses glibc's registration")
+            else:
+                modules.append(f"{who}: ignores glibc; its registration fails with EINVAL "
+                               "while glibc registers (owner it reports: "
+                               f"{state})")
+        else:
+            modules.append(f"{who}: {p.registers}")
+    for label, who, _ in o["foreign"]:
+        modules.append(f"{who}: a foreign __rseq_abi definition")
+    if glibc:
+        return {"owner": "glibc", "by": glibc[0]["path"], "modules": modules,
+                "why": f"{glibc[0]['path']} defines __rseq_offset/__rseq_size (GLIBC_2.35): glibc "
+                       "registers every thread at start-up unless GLIBC_TUNABLES=glibc.pthread.rseq=0"}
+    if o["foreign"]:
+        label, who, _ = o["foreign"][0]
+        return {"owner": label, "by": label, "modules": modules,
+                "why": f"no glibc registration; {who} is the first __rseq_abi in load order, "
+                       "so every module binds to it and its code registers"}
+    if o["shared"]:
+        label, who, p = o["shared"][0]
+        return {"owner": label, "by": label, "modules": modules,
+                "why": f"no glibc registration; rseq-gen library {who} registers the shared "
+                       f"__rseq_abi ({p.registers})"}
+    if o["private"]:
+        label, who, p = o["private"][0]
+        return {"owner": label, "by": label, "modules": modules,
+                "why": f"no glibc registration; rseq-gen library {who} registers its private area"}
+    return {"owner": "none", "by": None, "modules": modules,
+            "why": "no module in the process registers rseq (no glibc >= 2.35, no __rseq_abi, "
+                   "no rseq-gen code)"}
+
+
+def _closure(path: str, dep_ctx: Context, run, findings: list, files: list, errors: list) -> dict | None:
+    from rseq_gen.verify_closure import resolve
+
+    try:
+        elf = open_elf(map_file(path), path)
+    except (OSError, ElfError):
+        return None  # already reported by the per-file pass
+    closure = resolve(path, elf)
+    loaded = [{"path": l.path, "name": l.name, "needed_by": l.needed_by} for l in closure.loaded]
+    deps = [l["path"] for l in loaded[1:]]
+    dep_results = run(deps, dep_ctx)
+    facts_by_path = {}
+    for dep, res in zip(deps, dep_results):
+        res["file"]["closure_of"] = path
+        files.append(res["file"])
+        findings.extend(res["findings"])
+        errors.extend(res["errors"])
+        facts_by_path[dep] = res["facts"]
+    return {"root": path, "loaded": loaded, "unresolved": closure.unresolved,
+            "facts": facts_by_path}
+
+
+# ---------------------------------------------------------------------------
+
+def _run_serial(paths, ctx):
+    return [check_path(p, ctx) for p in paths]
+
+
+def execute(args: argparse.Namespace) -> int:
+    min_glibc = _parse_min_glibc(args.min_glibc)
+    if args.jobs < 0:
+        raise UsageError("--jobs: must be 0 (one per CPU) or more")
+    manifest = load_manifest(args.manifest) if args.manifest else None
+    ctx = Context(protocol=args.protocol, min_glibc=min_glibc, dlopen=args.dlopen, manifest=manifest)
+    dep_ctx = Context()
+    jobs = args.jobs or os.cpu_count() or 1
+    executor = ProcessPoolExecutor(max_workers=jobs) if jobs > 1 else None
+
+    def run(paths, c):
+        if executor is None or len(paths) < 2:
+            return _run_serial(paths, c)
+        return list(executor.map(check_path, paths, [c] * len(paths)))
+
+    try:
+        results = run(list(args.paths), ctx)
+        files, findings, errors = [], [], []
+        for res in results:
+            files.append(res["file"])
+            findings += res["findings"]
+            errors += res["errors"]
+        _attach_sources(findings, manifest, set(args.paths))
+        closures = []
+        if args.closure:
+            for res in results:
+                if res["facts"] is None or res["file"]["kind"] == "archive":
+                    continue
+                c = _closure(res["file"]["path"], dep_ctx, run, findings, files, errors)
+                if c is None:
+                    continue
+                facts_by_path = dict(c.pop("facts"))
+                facts_by_path[c["root"]] = res["facts"]
+                for u in c["unresolved"]:
+                    _add(findings, "RSEQ701", c["root"], None, needed=u["needed"], by=u["by"],
+                         searched=", ".join(u["searched"]) or "nowhere")
+                labelled = [(l["path"], facts_by_path[l["path"]]) for l in c["loaded"]
+                            if facts_by_path.get(l["path"])]
+                protocol_conflicts(labelled,
+                                   lambda rid, **kw: _add(findings, rid, c["root"], None, **kw))
+                c["owner"] = _owner(c["loaded"], facts_by_path)
+                _add(findings, "RSEQ702", c["root"], None, owner=c["owner"]["owner"],
+                     why=c["owner"]["why"])
+                closures.append(c)
+    finally:
+        if executor is not None:
+            executor.shutdown()
+
+    report = build_report(args, files, findings, errors, closures)
+    for e in errors:
+        where = f"{e['file']}({e['member']})" if e.get("member") else e["file"]
+        print(f"rseq-gen verify: {where}: {e['message']}", file=sys.stderr)
+    text = render(report, args.format)
+    if args.output:
+        from rseq_gen.fsutil import write_atomic
+
+        try:
+            write_atomic(args.output, text)
+        except OSError as exc:
+            raise UsageError(f"--output: cannot write {args.output}: {exc.strerror}") from None
+    else:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    return report["summary"]["exit_code"]
+
+
+def _attach_sources(findings: list, manifest: dict | None, inputs: set) -> None:
+    """Give every finding on a named input a source location in the user's
+    tree when the manifest knows one (symbol line, else the CMake call site,
+    else the generated source)."""
+    if not manifest:
+        return
+    origin = manifest.get("origin")
+    fallback = None
+    if isinstance(origin, dict) and origin.get("file"):
+        fallback = {"file": origin["file"], "line": origin.get("line")}
+    else:
+        src = (manifest.get("files") or {}).get("source")
+        if src:
+            base = manifest.get("output_dir") or ""
+            fallback = {"file": os.path.join(base, src) if not os.path.isabs(src) else src, "line": None}
+    by_symbol = {s["name"]: s.get("source") for s in manifest.get("symbols", []) if s.get("source")}
+    for f in findings:
+        if f["file"] not in inputs or f.get("source"):
+            continue
+        src = by_symbol.get(f.get("symbol") or "")
+        f["source"] = dict(src) if src else (dict(fallback) if fallback else None)
+
+
+def build_report(args, files, findings, errors, closures) -> dict:
+    fail_levels = {"error"} | ({"warning"} if args.fail_on == "warning" else set())
+    counts = {s: sum(1 for f in findings if f["severity"] == s) for s in ("error", "warning", "note")}
+    exit_code = 2 if errors else (1 if any(f["severity"] in fail_levels for f in findings) else 0)
+    return {
+        "version": REPORT_VERSION,
+        "tool": {"name": "rseq-gen", "version": __version__},
+        "options": {
+            "paths": [str(p) for p in args.paths],
+            "manifest": str(args.manifest) if args.manifest else None,
+            "protocol": args.protocol,
+            "closure": bool(args.closure),
+            "min_glibc": args.min_glibc,
+            "dlopen": bool(args.dlopen),
+            "fail_on": args.fail_on,
+        },
+        "files": files,
+        "findings": findings,
+        "errors": errors,
+        "closures": closures,
+        "summary": {"files": len(files), "errors": counts["error"], "warnings": counts["warning"],
+                    "notes": counts["note"], "unreadable": len(errors), "exit_code": exit_code},
+    }
