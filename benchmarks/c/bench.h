@@ -1,0 +1,54 @@
+/* Shared helpers of the benchmark programs (built by `python -m benchmarks`).
+ *
+ * Every measured loop lives in its own BENCH_FN function: not inlined, the
+ * function aligned to 64 bytes. The runner builds the programs either with
+ * -falign-loops=64 (every loop head on a 64-byte boundary: all cases compared
+ * at the same alignment) or with -falign-loops=1 and -DPAD_BYTES=k, which
+ * shifts the loop by k bytes to sweep the alignments and report a range. */
+#ifndef BENCH_H
+#define BENCH_H
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1
+#endif
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#ifndef PAD_BYTES
+#define PAD_BYTES 0
+#endif
+#define BENCH_STR2(x) #x
+#define BENCH_STR(x) BENCH_STR2(x)
+/* k one-byte nops before the loop: moves the loop head by k bytes. */
+#if PAD_BYTES > 0
+#define BENCH_PAD() __asm__ __volatile__(".skip " BENCH_STR(PAD_BYTES) ", 0x90")
+#else
+#define BENCH_PAD() ((void)0)
+#endif
+#define BENCH_FN __attribute__((noinline, noclone, aligned(64)))
+
+static inline uint64_t bench_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static inline long bench_arg_long(const char *s, const char *what)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (*s == '\0' || *end != '\0' || v < 0) {
+        fprintf(stderr, "bad %s: %s\n", what, s);
+        exit(2);
+    }
+    return v;
+}
+
+/* Keeps results alive without a store per iteration. */
+extern volatile long bench_sink;
+
+#endif

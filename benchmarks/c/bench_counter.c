@@ -1,0 +1,160 @@
+/* Item 2: a per-CPU counter, at 1..N threads.
+ *
+ *   bench_counter CASE THREADS ITERATIONS
+ *     -> prints "ns_per_op=<float> total_ok=<0|1> owner=<owner>"
+ *
+ * ns_per_op is the time one thread spends per increment (each thread's own
+ * elapsed time between a common start barrier and its last increment, divided
+ * by its iterations, averaged over the threads).
+ *
+ * CASE: rseqgen (bench_percpu_counter_add on 64-byte-strided per-CPU slots),
+ * shared_atomic (__atomic_fetch_add on one shared counter),
+ * sched_getcpu_atomic (__atomic_fetch_add on the slot of sched_getcpu()). */
+#include "bench.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include "bench_rseq.h"
+
+#define STRIDE 64
+#define MAX_SLOTS 4096
+
+volatile long bench_sink;
+
+static char *slots;
+static _Alignas(64) intptr_t shared_counter;
+static long nslots;
+
+/* Two addresses 4 KiB apart look alike to the store-to-load disambiguation
+ * of x86 cores ("4K aliasing"): a load of bench_rseq_area_offset right after
+ * an increment of a slot whose address has the same low 12 bits waits for
+ * that store. A static slot array can land there by accident of the link
+ * layout; place the slots so that none of them aliases the offset variable
+ * (the effect is noted in docs/benchmarks.md). */
+static int aliases(const void *a, const void *b)
+{
+    return (((uintptr_t)a ^ (uintptr_t)b) & 0xfc0) == 0;
+}
+
+static char *alloc_slots(long n)
+{
+    char *base = aligned_alloc(4096, (size_t)n * STRIDE + 8192);
+    if (base == NULL)
+        return NULL;
+    for (size_t shift = 0; shift < 4096; shift += STRIDE) {
+        int bad = 0;
+        for (long i = 0; i < n && !bad; i++)
+            bad = aliases(base + shift + (size_t)i * STRIDE, &bench_rseq_area_offset);
+        if (!bad) {
+            memset(base + shift, 0, (size_t)n * STRIDE);
+            return base + shift;
+        }
+    }
+    memset(base, 0, (size_t)n * STRIDE);
+    return base;
+}
+
+static intptr_t *slot_of(char *base, long cpu)
+{
+    return (intptr_t *)(base + (size_t)cpu * STRIDE);
+}
+
+BENCH_FN static void loop_rseqgen(long n)
+{
+    intptr_t *base = (intptr_t *)slots;  /* a register, not a reload per call */
+    BENCH_PAD();
+    for (long i = 0; i < n; i++)
+        bench_percpu_counter_add(base, STRIDE, 1);
+}
+
+BENCH_FN static void loop_shared_atomic(long n)
+{
+    BENCH_PAD();
+    for (long i = 0; i < n; i++)
+        __atomic_fetch_add(&shared_counter, 1, __ATOMIC_RELAXED);
+}
+
+BENCH_FN static void loop_sched_getcpu_atomic(long n)
+{
+    char *base = slots;
+    BENCH_PAD();
+    for (long i = 0; i < n; i++)
+        __atomic_fetch_add(slot_of(base, sched_getcpu()), 1, __ATOMIC_RELAXED);
+}
+
+static void (*loop)(long);
+static long iterations;
+static pthread_barrier_t start;
+
+struct result {
+    uint64_t ns;
+};
+
+static void *worker(void *arg)
+{
+    struct result *r = arg;
+    loop(iterations / 10 + 1);  /* warm up (and register this thread) */
+    pthread_barrier_wait(&start);
+    uint64_t t0 = bench_now_ns();
+    loop(iterations);
+    r->ns = bench_now_ns() - t0;
+    return NULL;
+}
+
+static intptr_t total(void)
+{
+    intptr_t sum = shared_counter;
+    for (long i = 0; i < nslots; i++)
+        sum += *slot_of(slots, i);
+    return sum;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 4) {
+        fprintf(stderr, "usage: %s CASE THREADS ITERATIONS\n", argv[0]);
+        return 2;
+    }
+    long threads = bench_arg_long(argv[2], "threads");
+    iterations = bench_arg_long(argv[3], "iterations");
+    if (strcmp(argv[1], "rseqgen") == 0)
+        loop = loop_rseqgen;
+    else if (strcmp(argv[1], "shared_atomic") == 0)
+        loop = loop_shared_atomic;
+    else if (strcmp(argv[1], "sched_getcpu_atomic") == 0)
+        loop = loop_sched_getcpu_atomic;
+    else {
+        fprintf(stderr, "unknown case %s\n", argv[1]);
+        return 2;
+    }
+    nslots = sysconf(_SC_NPROCESSORS_CONF);
+    if (threads < 1 || nslots < 1 || nslots > MAX_SLOTS) {
+        fprintf(stderr, "bad thread count or too many CPUs\n");
+        return 2;
+    }
+    slots = alloc_slots(nslots);
+    if (slots == NULL) {
+        perror("aligned_alloc");
+        return 1;
+    }
+    pthread_t tid[threads];
+    struct result res[threads];
+    pthread_barrier_init(&start, NULL, (unsigned)threads);
+    for (long t = 0; t < threads; t++)
+        if (pthread_create(&tid[t], NULL, worker, &res[t]) != 0) {
+            perror("pthread_create");
+            return 1;
+        }
+    double ns = 0;
+    for (long t = 0; t < threads; t++) {
+        pthread_join(tid[t], NULL);
+        ns += (double)res[t].ns;
+    }
+    intptr_t expect = (intptr_t)threads * (iterations + iterations / 10 + 1);
+    printf("ns_per_op=%.6f total_ok=%d owner=%s\n",
+           iterations ? ns / (double)threads / (double)iterations : 0.0,
+           total() == expect, bench_owner());
+    return total() == expect ? 0 : 1;
+}

@@ -1,0 +1,115 @@
+"""Item 3: what a thread costs with the generated registration, per protocol
+and glibc setting, in time and in syscalls."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+from pathlib import Path
+
+from benchmarks.common import (C_DIR, GLIBC_ENVS, BenchError, Compiler, Sample, generate, run,
+                               run_kv)
+
+BASELINE = "none"
+
+_SYSCALL_LINE = re.compile(r"^\d+\s+([a-z_0-9]+)\((.*)$")
+
+
+def _protocols():
+    """Protocol names and the owner each one should report, per environment,
+    read from the generator's own table."""
+    from benchmarks.common import ROOT
+    toolkit = ROOT / "toolkit"
+    if (toolkit / "rseq_gen").is_dir() and str(toolkit) not in sys.path:
+        sys.path.insert(0, str(toolkit))
+    from rseq_gen.protocols import PROTOCOLS
+    return {name: p.owner for name, p in PROTOCOLS.items()}
+
+
+def count_syscalls(trace: str) -> dict:
+    """Syscalls in an ``strace -f -o`` file: every call once (resumed halves
+    are not counted again), rseq split by what it did."""
+    counts = {"total": 0, "rseq_register": 0, "rseq_unregister": 0, "rseq_failed": 0}
+    for line in trace.splitlines():
+        m = _SYSCALL_LINE.match(line)
+        if not m:
+            continue
+        counts["total"] += 1
+        if m.group(1) == "rseq":
+            rest = m.group(2)
+            args = rest.split(")")[0].split(",")
+            flags = args[2].strip() if len(args) > 2 else "0"
+            try:
+                unregister = "UNREGISTER" in flags or int(flags, 0) & 1
+            except ValueError:
+                unregister = False
+            if unregister:
+                counts["rseq_unregister"] += 1
+            elif re.search(r"=\s*-1\b", rest):
+                counts["rseq_failed"] += 1
+            else:
+                counts["rseq_register"] += 1
+    return counts
+
+
+class Threads:
+    def __init__(self, work: Path, cc: Compiler, *, threads_per_run: int, strace_threads: int,
+                 reps: int, log):
+        self.work, self.cc, self.k, self.ks, self.reps, self.log = (
+            work, cc, threads_per_run, strace_threads, reps, log)
+
+    def _build_all(self, protocols) -> dict:
+        bins = {BASELINE: self.cc.build(self.work / "bench_thread_none",
+                                        [C_DIR / "bench_thread.c"], gen_dir=None)}
+        for proto in protocols:
+            gen = generate(self.work / f"gen-{proto}", proto)
+            bins[proto] = self.cc.build(self.work / f"bench_thread_{proto}",
+                                        [C_DIR / "bench_thread.c", gen / "bench_rseq.c"],
+                                        gen_dir=gen, flags=("-DWITH_RSEQ",))
+        return bins
+
+    def _strace(self, binary: Path, env: str, k: int) -> dict:
+        out = self.work / f"strace-{binary.name}-{env}-{k}.txt"
+        full_env = dict(os.environ)
+        full_env.pop("GLIBC_TUNABLES", None)
+        full_env.update(GLIBC_ENVS[env])
+        run(["strace", "-f", "-qq", "-o", out, binary, "time", k], env=full_env)
+        return count_syscalls(out.read_text())
+
+    def run(self) -> dict:
+        owners_expected = _protocols()
+        bins = self._build_all(owners_expected)
+        have_strace = shutil.which("strace") is not None
+        records = []
+        for env in GLIBC_ENVS:
+            samples = {name: Sample() for name in bins}
+            for rep in range(self.reps):
+                for name, binary in bins.items():
+                    out = run_kv([binary, "time", self.k], GLIBC_ENVS[env])
+                    samples[name].values.append(float(out["ns_per_thread"]))
+            per_thread = {}
+            if have_strace:
+                for name, binary in bins.items():
+                    c0 = self._strace(binary, env, 0)
+                    ck = self._strace(binary, env, self.ks)
+                    per_thread[name] = {key: (ck[key] - c0[key]) / self.ks for key in ck}
+            base_ns = samples[BASELINE].median
+            for name, binary in bins.items():
+                info = run_kv([binary, "info"], GLIBC_ENVS[env])
+                rec = {"item": "registration", "env": env, "protocol": name,
+                       "owner": info.get("owner"),
+                       "expected_owner": owners_expected.get(name, {}).get(env, "n/a"),
+                       "registrations_seen": int(info.get("registrations", 0)),
+                       "threads_per_run": self.k, **samples[name].as_dict(),
+                       "ratio": samples[name].median / base_ns if base_ns else None}
+                if name in per_thread:
+                    rec["syscalls_per_thread"] = per_thread[name]
+                    rec["extra_syscalls_per_thread"] = {
+                        key: per_thread[name][key] - per_thread[BASELINE][key]
+                        for key in per_thread[name]}
+                records.append(rec)
+            self.log(f"registration/{env}: done")
+        return {"records": records, "strace": have_strace,
+                "strace_threads": self.ks if have_strace else 0}

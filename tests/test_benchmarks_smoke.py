@@ -1,0 +1,76 @@
+"""Keeps ``python -m benchmarks`` working: run it with --quick (tiny
+iteration counts) and check the JSON has every case with sane numbers.
+No assertion is about time: a shared CI machine makes every timing noise."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+from conftest import ROOT, require_tool
+
+CPU_CASES = {"rseqgen", "sched_getcpu", "syscall", "tls"}
+COUNTER_CASES = {"rseqgen", "shared_atomic", "sched_getcpu_atomic"}
+PROTOCOLS = {"none", "glibc", "own", "cpu-id", "refcount", "handled", "compat"}
+ENVS = {"glibc", "glibc-rseq-off"}
+
+
+def _sane(x) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
+
+
+def test_quick_run_writes_every_case(tmp_path):
+    require_tool("gcc")
+    require_tool("strace")
+    require_tool("cmake", "cmake (pip install .[test])")
+    require_tool("ninja", "ninja (pip install .[test])")
+    out = tmp_path / "bench.json"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--json", str(out)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "Goals" in proc.stdout
+    data = json.loads(out.read_text())
+    assert data["quick"] is True
+    nproc = os.cpu_count() or 1
+
+    records = data["micro"]["records"]
+    cpu = {(r["env"], r["case"]) for r in records if r["item"] == "current_cpu"}
+    assert cpu >= {(e, c) for e in ENVS for c in CPU_CASES}
+    counter = {(r["env"], r["case"], r["threads"]) for r in records
+               if r["item"] == "percpu_counter" and not r.get("whatif")}
+    assert counter >= {(e, c, t) for e in ENVS for c in COUNTER_CASES for t in {1, nproc}}
+    for r in records:
+        assert _sane(r["median_ns"]), r
+        assert r["min_ns"] <= r["median_ns"] <= r["max_ns"], r
+        assert len(r["samples_ns"]) == data["reps"], r
+        if not r.get("whatif"):
+            assert _sane(r["ratio"]), r
+    owners = {(r["env"], r["owner"]) for r in records if r["case"] == "rseqgen"}
+    assert owners == {("glibc", "glibc"), ("glibc-rseq-off", "self")}
+
+    regs = data["registration"]["records"]
+    assert {(r["env"], r["protocol"]) for r in regs} == {(e, p) for e in ENVS for p in PROTOCOLS}
+    for r in regs:
+        assert _sane(r["median_ns"]), r
+        per_thread = r["syscalls_per_thread"]
+        assert per_thread["total"] > 0, r
+        assert all(v >= 0 for v in per_thread.values()), r
+        if r["protocol"] != "none":
+            assert r["owner"] == r["expected_owner"], r
+
+    build = data["build"]
+    if not build.get("skipped"):
+        projects = {r["project"] for r in build["records"]}
+        assert {"without rseq_gen_add_library", "with rseq_gen_add_library"} <= projects
+        for r in build["records"]:
+            for key in ("configure_s", "build_s", "noop_s"):
+                assert _sane(r[key]["median"]), r
+
+    assert data["goals"], "no goal was evaluated"
+    for g in data["goals"]:
+        assert isinstance(g["met"], bool), g
