@@ -21,6 +21,8 @@ ENVIRONMENTS = (
     "seccomp-enosys",  # rseq denied with ENOSYS (as a kernel without rseq)
     "seccomp-eperm",   # rseq denied with EPERM (an old container profile)
 )
+#: Environments in which the libc registers every thread itself.
+LIBC_REGISTERS = frozenset({"glibc", "glibc-static"})
 
 
 @dataclass(frozen=True)
@@ -47,8 +49,9 @@ class Protocol:
     owner: dict
     #: Owner seen by a second module of the same protocol in the same thread.
     peer_owner: dict
-    #: errno values a registration attempt may end with, per environment
-    #: (anything else is a bug); a lone module and a peer module together.
+    #: errno values a registration attempt in the process may end with, per
+    #: environment (anything else is a bug): the libc's own attempt under a
+    #: seccomp denial, plus what a lone or a peer module of the protocol gets.
     expected_errnos: dict
 
     @property
@@ -91,7 +94,7 @@ PROTOCOLS: dict[str, Protocol] = {
             unregisters="never (the kernel, at thread exit)",
             owner=_row("glibc", "none", "glibc", "none", "none", "none"),
             peer_owner=_row("glibc", "none", "glibc", "none", "none", "none"),
-            expected_errnos={env: () for env in ENVIRONMENTS},
+            expected_errnos=_errnos(),
         ),
         Protocol(
             name="own",
