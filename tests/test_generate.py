@@ -1,0 +1,165 @@
+"""rseq-gen generate: input validation, determinism, atomic output, the
+manifest and depfile, and warning-free compilation of every variant."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+from importlib import resources
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from conftest import generate, require_tool, run_rseq_gen
+from rseq_gen.protocols import PROTOCOLS
+
+STRICT = ["-Wall", "-Wextra", "-Werror", "-pedantic"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--prefix", "1abc"], "is not a C identifier"),
+    (["--prefix", "a-b"], "is not a C identifier"),
+    (["--prefix", "_Reserved"], "reserved"),
+    (["--protocol", "nope"], "unknown protocol"),
+    (["--arch", "sparc"], "unknown architecture"),
+    (["--tls-model", "local-exec"], "--tls-model"),
+    (["--bogus"], "unrecognized arguments"),
+])
+def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, args, message):
+    out = tmp_path / "out"
+    proc = run_rseq_gen("generate", "--output-dir", out, "--manifest", tmp_path / "m.json", *args,
+                        check=False)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not out.exists() and not (tmp_path / "m.json").exists()
+
+
+def test_missing_output_dir_is_usage_error():
+    proc = run_rseq_gen("generate", check=False)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_output_is_deterministic_and_stamped(tmp_path):
+    a = generate(tmp_path / "a", "compat", "foo", "--depfile", tmp_path / "a.d")
+    b = generate(tmp_path / "b", "compat", "foo", "--depfile", tmp_path / "b.d")
+    for name in ("foo_rseq.h", "foo_rseq.c"):
+        assert (a / name).read_bytes() == (b / name).read_bytes()
+        first = (a / name).read_text().splitlines()[0]
+        assert "rseq-gen 0.1.0" in first and "--protocol compat" in first and "--prefix foo" in first
+    # no temp files are left behind
+    assert sorted(p.name for p in a.iterdir()) == ["foo_rseq.c", "foo_rseq.h", "foo_rseq.manifest.json"]
+
+
+def test_options_change_the_output(tmp_path):
+    base = (generate(tmp_path / "a", "compat", "foo") / "foo_rseq.c").read_text()
+    other = (generate(tmp_path / "b", "own", "foo") / "foo_rseq.c").read_text()
+    gd = (generate(tmp_path / "c", "compat", "foo", "--tls-model", "global-dynamic") / "foo_rseq.c").read_text()
+    assert len({base, other, gd}) == 3
+
+
+def test_depfile_lists_the_templates_read(tmp_path):
+    out = generate(tmp_path / "g", "compat", "foo", "--depfile", tmp_path / "g.d")
+    text = (tmp_path / "g.d").read_text()
+    target, _, deps = text.partition(":")
+    assert target == str(out / "foo_rseq.h")
+    for template in ("rseq.h.j2", "rseq.c.j2", "arch/x86.h.j2"):
+        assert template in deps
+    assert "aarch64.h.j2" not in deps  # only the arches asked for
+    for dep in deps.replace("\\\n", " ").split():
+        assert Path(dep).is_file(), dep
+
+
+def test_manifest_matches_its_schema(tmp_path):
+    schema = json.loads(resources.files("rseq_gen").joinpath("manifest-schema.json").read_text())
+    for protocol in PROTOCOLS:
+        out = generate(tmp_path / protocol, protocol, "foo", "--arch", "x86_64,aarch64,i386",
+                       "--origin", "CMakeLists.txt:12")
+        manifest = json.loads((out / "foo_rseq.manifest.json").read_text())
+        jsonschema.validate(manifest, schema)
+        assert manifest["options"]["protocol"] == protocol
+        assert manifest["origin"] == {"file": "CMakeLists.txt", "line": 12}
+        names = {s["name"]: s for s in manifest["symbols"]}
+        shared = PROTOCOLS[protocol].shared_symbols
+        for sym in shared:
+            assert names[sym]["st_visibility"] == "STV_DEFAULT"
+        if "__rseq_abi" in shared:
+            assert names["__rseq_abi"]["st_type"] == "STT_TLS"
+            assert names["__rseq_abi"]["st_size"] == {"x86_64": 32, "aarch64": 32, "i386": 32}
+            assert names["__rseq_abi"]["source"]["line"] > 0
+        if PROTOCOLS[protocol].glibc_area:
+            assert names["__rseq_offset"]["st_size"] == {"x86_64": 8, "aarch64": 8, "i386": 4}
+
+
+def test_templates_ship_inside_the_package():
+    import rseq_gen.templating as templating
+
+    root = templating.template_dir()
+    assert (root / "rseq.h.j2").is_file() and (root / "arch" / "x86.h.j2").is_file()
+
+
+# ---- every variant compiles warning-free as C11 and from C++ ---------------
+
+CXX_TU = """#include "{prefix}_rseq.h"
+#include <cstdint>
+extern "C++" int use_from_cxx(std::intptr_t *slots) {{
+    int cpu = {prefix}_current_cpu() + {prefix}_current_cpu_raw() + {prefix}_current_node_id();
+    {prefix}_percpu_add(slots, 1, 0);
+    {prefix}_percpu_cmpxchg(slots, 0, 1, 0);
+    return cpu + {prefix}_percpu_counter_add(slots, 64, 1) + ({prefix}_area() != nullptr);
+}}
+"""
+
+VARIANTS = list(itertools.product(PROTOCOLS, ("initial-exec", "global-dynamic"), (False, True)))
+
+
+@pytest.mark.parametrize("protocol, tls_model, dlopen_safe", VARIANTS)
+def test_compiles_warning_free(tmp_path, protocol, tls_model, dlopen_safe):
+    extra = ["--tls-model", tls_model] + (["--dlopen-safe"] if dlopen_safe else [])
+    out = generate(tmp_path, protocol, "pfx", *extra)
+    (out / "use.cpp").write_text(CXX_TU.format(prefix="pfx"))
+    for cc, cxx in (("gcc", "g++"), ("clang", "clang++")):
+        require_tool(cc)
+        for opt in ("-O0", "-O2"):
+            for pic in ("-fPIC", "-fno-pic"):
+                cmd = [cc, "-std=c11", *STRICT, opt, pic, "-c", "pfx_rseq.c", "-o", f"{cc}{opt}{pic}.o"]
+                proc = subprocess.run(cmd, cwd=out, capture_output=True, text=True)
+                assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stderr}"
+        cmd = [cxx, "-std=c++17", *STRICT, "-O2", "-c", "use.cpp", "-o", f"{cxx}.o"]
+        proc = subprocess.run(cmd, cwd=out, capture_output=True, text=True)
+        assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stderr}"
+
+
+def test_aarch64_cross_compiles(tmp_path):
+    cc = require_tool("aarch64-linux-gnu-gcc", "gcc-aarch64-linux-gnu")
+    out = generate(tmp_path, "compat", "pfx", "--arch", "aarch64")
+    proc = subprocess.run([cc, "-std=c11", *STRICT, "-O2", "-fPIC", "-c", "pfx_rseq.c"], cwd=out,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_wrong_arch_header_refuses_to_compile(tmp_path):
+    out = generate(tmp_path, "compat", "pfx", "--arch", "aarch64")
+    proc = subprocess.run(["gcc", "-std=c11", "-c", "pfx_rseq.c"], cwd=out, capture_output=True, text=True)
+    assert proc.returncode != 0 and "generated for aarch64 only" in proc.stderr
+
+
+def test_object_carries_the_protocol_note(tmp_path):
+    from elftools.elf.elffile import ELFFile
+
+    out = generate(tmp_path, "refcount", "pfx")
+    subprocess.run(["gcc", "-O2", "-fPIC", "-c", "pfx_rseq.c", "-o", "x.o"], cwd=out, check=True)
+    subprocess.run(["gcc", "-shared", "-Wl,--gc-sections", "x.o", "-o", "libx.so", "-lpthread"], cwd=out, check=True)
+    for path in (out / "x.o", out / "libx.so"):
+        with open(path, "rb") as f:
+            elf = ELFFile(f)
+            sec = elf.get_section_by_name(".note.rseq-gen")
+            assert sec is not None and sec["sh_type"] == "SHT_NOTE", path
+            notes = list(sec.iter_notes())
+            assert notes[0]["n_name"] == "rseq-gen"
+            desc = notes[0]["n_desc"]
+            desc = desc if isinstance(desc, str) else bytes(desc).decode()
+            assert "protocol=refcount" in desc and "prefix=pfx" in desc
