@@ -457,6 +457,9 @@ def test_closure_of_bin_ls_says_glibc():
     assert proc.returncode == 0
     assert "registration owner: glibc" in proc.stdout
     assert "ld-linux" in proc.stdout
+    rep = json.loads(run_rseq_gen("verify", "--closure", "--format", "json", "/bin/ls").stdout)
+    owner = next(f for f in rep["findings"] if f["rule"] == "RSEQ702")
+    assert owner["message"].startswith("glibc:") and owner["severity"] == "note"
 
 
 def test_libc_and_ld_so(tmp_path):
@@ -515,8 +518,8 @@ def test_sarif_junit_github(build, tmp_path):
     assert rc == 1
     sarif = json.loads(out.read_text())
     assert sarif["version"] == "2.1.0"
-    res = sarif["runs"][0]["results"]
-    assert res and res[0]["ruleId"] == "RSEQ302"
+    res = [r for r in sarif["runs"][0]["results"] if r["ruleId"] == "RSEQ302"]
+    assert len(res) == 1 and res[0]["level"] == "error"
     loc = res[0]["locations"][0]["physicalLocation"]
     assert loc["artifactLocation"]["uri"].endswith("CMakeLists.txt") and loc["region"]["startLine"] == 12
     assert res[0]["properties"]["binary"] == str(bad)
