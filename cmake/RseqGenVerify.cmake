@@ -174,6 +174,8 @@ function(_rseq_gen_verify_now target forward)
       COMMAND_EXPAND_LISTS
       VERBATIM)
     add_custom_target(${target}_rseq_verify ALL DEPENDS "${_stamp}")
+    # Makefile generators need the target-level edge to order the objects.
+    add_dependencies(${target}_rseq_verify ${target})
     set_property(GLOBAL APPEND PROPERTY _RSEQ_GEN_VERIFIED_OBJECT_LIBRARIES ${target})
     get_property(_wired GLOBAL PROPERTY _RSEQ_GEN_WIRING_DEFERRED)
     if(NOT _wired)

@@ -1,0 +1,466 @@
+"""The CMake package, built for real: the rseq-gen wheel is built once per
+session and installed into a venv; the examples and the fixture projects under
+tests/fixtures/cmake are configured and built in temp dirs with CMake 3.20
+(pip's cmake==3.20.*) and the newest CMake (pip's cmake), with Ninja and Unix
+Makefiles.
+
+Each build scenario checks what a user would see: a fresh build that runs, a
+no-op rebuild that runs nothing, an option change that regenerates, and a
+broken variant that rseq_gen_verify turns into a failed build.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, require_tool
+
+EXAMPLES = ROOT / "examples"
+FIXTURES = ROOT / "tests" / "fixtures" / "cmake"
+BUILD_TYPE = "RelWithDebInfo"
+NINJA = "Ninja"
+MAKE = "Unix Makefiles"
+
+
+# ---- helpers ---------------------------------------------------------------
+
+def clean_env(**extra) -> dict:
+    """The environment for every tool run here: no PYTHONPATH (it would make
+    the venv's Python import rseq_gen from the source tree instead of the
+    installed wheel), no inherited CMake generator settings."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTHONPATH", "PYTHONHOME", "CMAKE_GENERATOR", "CMAKE_PREFIX_PATH",
+                        "RseqGen_DIR", "RseqGen_ROOT", "CC", "CXX", "MAKEFLAGS")}
+    env["CMAKE_BUILD_PARALLEL_LEVEL"] = "2"
+    env.update(extra)
+    return env
+
+
+def run(cmd, *, cwd=None, env=None, check=True, timeout=600) -> subprocess.CompletedProcess:
+    proc = subprocess.run([str(c) for c in cmd], cwd=cwd, env=env or clean_env(),
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(map(str, cmd))} exited {proc.returncode}:\n{proc.stdout}")
+    return proc
+
+
+def cmake_version(cmake: str) -> tuple[int, ...]:
+    out = run([cmake, "--version"]).stdout
+    m = re.search(r"cmake version (\d+)\.(\d+)\.(\d+)", out)
+    assert m, out
+    return tuple(int(x) for x in m.groups())
+
+
+# ---- session fixtures: tools, the wheel, the venv ------------------------------
+
+@dataclass
+class Tools:
+    cmakes: dict = field(default_factory=dict)   # "3.20" / "newest" -> path
+    ninja: str = ""
+    make: str = ""
+
+
+@pytest.fixture(scope="session")
+def tools(tmp_path_factory) -> Tools:
+    t = Tools()
+    t.make = require_tool("make")
+    try:
+        import ninja as ninja_pkg  # pip's ninja (the [test] extra)
+        t.ninja = str(Path(ninja_pkg.BIN_DIR) / "ninja")
+    except ImportError:
+        t.ninja = require_tool("ninja", "ninja (pip install ninja)")
+    try:
+        import cmake as cmake_pkg  # pip's cmake: the newest release
+        newest = str(Path(cmake_pkg.CMAKE_BIN_DIR) / "cmake")
+    except ImportError:
+        newest = require_tool("cmake", "cmake (pip install cmake)")
+    t.cmakes["newest"] = newest
+
+    # CMake 3.20, the oldest supported, from PyPI into a venv of its own.
+    venv = tmp_path_factory.mktemp("cmake320")
+    run([sys.executable, "-m", "venv", "--without-pip", venv])
+    proc = run([sys.executable, "-m", "pip", "--python", venv / "bin" / "python", "install",
+                "--quiet", "--disable-pip-version-check", "cmake==3.20.*"], check=False)
+    cmake320 = venv / "bin" / "cmake"
+    if proc.returncode != 0 or not cmake320.exists():
+        pytest.fail("could not pip install cmake==3.20.* (PyPI must be reachable):\n" + proc.stdout)
+    assert cmake_version(str(cmake320))[:2] == (3, 20)
+    assert cmake_version(newest) > (3, 20, 99), f"{newest} is not newer than 3.20"
+    t.cmakes["3.20"] = str(cmake320)
+    return t
+
+
+@dataclass
+class RseqEnv:
+    venv: Path
+    python: Path
+    rseq_gen: Path
+    cmakedir: Path
+    package_dir: Path
+    wheel: Path
+
+
+@pytest.fixture(scope="session")
+def rseq_env(tmp_path_factory) -> RseqEnv:
+    """Build the rseq-gen wheel from a copy of the source tree (so no build
+    files land in the checkout) and install it into a venv."""
+    try:
+        import scikit_build_core  # noqa: F401
+    except ImportError:
+        pytest.fail("scikit-build-core not found: pip install 'scikit-build-core>=0.11'")
+    base = tmp_path_factory.mktemp("rseq_wheel")
+    src = base / "src"
+    src.mkdir()
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name in ("CMakeLists.txt", "pyproject.toml", "README.md", "LICENSE"):
+        if (ROOT / name).exists():
+            shutil.copy2(ROOT / name, src / name)
+    if not (src / "README.md").exists():  # pyproject's readme must exist
+        (src / "README.md").write_text("# rseq-gen\n")
+    for name in ("toolkit", "templates", "cmake"):
+        shutil.copytree(ROOT / name, src / name, ignore=ignore)
+    dist = base / "dist"
+    proc = run([sys.executable, "-c",
+                "import sys; from scikit_build_core.build import build_wheel; "
+                "print(build_wheel(sys.argv[1]))", dist], cwd=src, check=False)
+    if proc.returncode != 0:
+        pytest.fail(f"building the rseq-gen wheel failed:\n{proc.stdout}")
+    wheel = dist / proc.stdout.strip().splitlines()[-1]
+    assert wheel.is_file(), proc.stdout
+
+    venv = base / "venv"
+    # System site-packages supply jinja2, pyelftools and scikit-build-core;
+    # the venv's own site-packages (our wheel) come first.
+    run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", venv])
+    python = venv / "bin" / "python"
+    run([sys.executable, "-m", "pip", "--python", python, "install", "--quiet", "--no-deps",
+         "--no-index", "--disable-pip-version-check", wheel])
+    rseq_gen = venv / "bin" / "rseq-gen"
+    assert rseq_gen.exists(), "the wheel did not install the rseq-gen script"
+    cmakedir = Path(run([rseq_gen, "--cmakedir"]).stdout.strip())
+    package_dir = Path(run([python, "-c", "import os, rseq_gen; print(os.path.dirname(rseq_gen.__file__))"],
+                           cwd=base).stdout.strip())
+    assert package_dir.is_relative_to(venv), f"venv imports rseq_gen from {package_dir}"
+    return RseqEnv(venv, python, rseq_gen, cmakedir, package_dir, wheel)
+
+
+@pytest.fixture(scope="session")
+def verify_available(rseq_env):
+    """rseq_gen_verify runs `rseq-gen verify`: the build tests need it."""
+    proc = run([rseq_env.rseq_gen, "verify", "--help"], check=False)
+    if proc.returncode != 0:
+        pytest.fail("`rseq-gen verify` is not available in this rseq-gen (issue 3); "
+                    f"rseq_gen_verify needs it:\n{proc.stdout}")
+
+
+# ---- a CMake build directory -------------------------------------------------
+
+class Build:
+    def __init__(self, tools: Tools, rseq_env: RseqEnv, version: str, generator: str,
+                 source: Path, binary: Path, env: dict | None = None):
+        self.cmake = tools.cmakes[version]
+        self.ctest = str(Path(self.cmake).with_name("ctest"))
+        self.generator = generator
+        self.tools = tools
+        self.rseq_env = rseq_env
+        self.source = source
+        self.binary = binary
+        self.env = env or clean_env()
+
+    def configure(self, *defs: str, check=True, find="RseqGen_DIR") -> subprocess.CompletedProcess:
+        args = [self.cmake, "-S", self.source, "-B", self.binary, "-G", self.generator,
+                f"-DCMAKE_BUILD_TYPE={BUILD_TYPE}"]
+        if self.generator == NINJA:
+            args.append(f"-DCMAKE_MAKE_PROGRAM={self.tools.ninja}")
+        if find == "RseqGen_DIR":
+            args.append(f"-DRseqGen_DIR={self.rseq_env.cmakedir}")
+        args += [f"-D{d}" for d in defs]
+        return run(args, env=self.env, check=check)
+
+    def build(self, check=True) -> subprocess.CompletedProcess:
+        return run([self.cmake, "--build", self.binary], env=self.env, check=check)
+
+    def assert_noop(self):
+        """A rebuild that runs nothing at all."""
+        if self.generator == NINJA:
+            out = run([self.tools.ninja, "-C", self.binary, "-n", "-d", "explain"], env=self.env).stdout
+            assert "no work to do" in out and "explain:" not in out, f"not a no-op:\n{out}"
+        out = self.build().stdout
+        busy = [ln for ln in out.splitlines()
+                if re.search(r"Building|Linking|rseq-gen:|Generating|Re-running CMake", ln)]
+        assert not busy, f"no-op rebuild did work:\n{out}"
+
+
+def assert_verified(out: str, *targets: str):
+    """Each target's POST_BUILD verification ran: its COMMENT, or (Ninja with
+    older CMake does not print POST_BUILD comments) a verify summary line each."""
+    if all(f"rseq-gen: verifying {t}" in out for t in targets):
+        return
+    assert out.count("rseq-gen verify: ") >= len(targets), f"verification of {targets} did not run:\n{out}"
+
+
+def matrix():
+    return [pytest.param(v, g, id=f"cmake{v}-{g.split()[-1].lower()}")
+            for v in ("3.20", "newest") for g in (NINJA, MAKE)]
+
+
+def copy_project(src: Path, dest: Path) -> Path:
+    shutil.copytree(src, dest, ignore=shutil.ignore_patterns("build", "build-*", "__pycache__"))
+    return dest
+
+
+# ---- the package itself ------------------------------------------------------
+
+def test_cmakedir_from_source_tree_is_a_clear_error():
+    proc = run([sys.executable, "-m", "rseq_gen", "--cmakedir"],
+               env=clean_env(PYTHONPATH=str(ROOT / "toolkit")), check=False)
+    assert proc.returncode == 2, proc.stdout
+    assert "source tree" in proc.stdout and "install" in proc.stdout, proc.stdout
+    assert "Traceback" not in proc.stdout
+
+
+def test_wheel_carries_the_config_package(rseq_env):
+    d = rseq_env.cmakedir
+    assert d == rseq_env.package_dir / "share" / "cmake" / "RseqGen"
+    for name in ("RseqGenConfig.cmake", "RseqGenConfigVersion.cmake", "RseqGenTables.cmake",
+                 "RseqGenGenerate.cmake", "RseqGenVerify.cmake"):
+        assert (d / name).is_file(), name
+    version_file = (d / "RseqGenConfigVersion.cmake").read_text()
+    assert 'set(PACKAGE_VERSION "0.1.0")' in version_file or "0.1.0" in version_file
+    assert "CMAKE_SIZEOF_VOID_P" not in version_file, "version file is not ARCH_INDEPENDENT"
+    config = (d / "RseqGenConfig.cmake").read_text()
+    assert "include_guard(GLOBAL)" in config and "rseq_gen_verify" in config
+    # The cmake.root entry point that scikit-build-core consumers rely on.
+    import zipfile
+    with zipfile.ZipFile(rseq_env.wheel) as z:
+        eps = next(z.read(n).decode() for n in z.namelist() if n.endswith("entry_points.txt"))
+    assert re.search(r"\[cmake\.root\]\s*\nRseqGen\s*=\s*rseq_gen", eps), eps
+
+
+def test_config_fails_clearly_without_its_rseq_gen(rseq_env, tools, tmp_path):
+    """A config dir copied away from its environment (no bin/rseq-gen beside
+    it), and a rseq-gen of another version: both stop with a message."""
+    fake = tmp_path / "env" / "lib" / "python3.99" / "site-packages" / "rseq_gen"
+    shutil.copytree(rseq_env.cmakedir, fake / "share" / "cmake" / "RseqGen")
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / "CMakeLists.txt").write_text(textwrap.dedent("""\
+        cmake_minimum_required(VERSION 3.20)
+        project(p LANGUAGES NONE)
+        find_package(RseqGen CONFIG REQUIRED)
+        """))
+    cmake = tools.cmakes["newest"]
+    proc = run([cmake, "-S", proj, "-B", tmp_path / "b1", f"-DRseqGen_DIR={fake}/share/cmake/RseqGen"],
+               check=False)
+    assert proc.returncode != 0
+    assert "cannot find the rseq-gen" in proc.stdout and "RSEQ_GEN_EXECUTABLE" in proc.stdout, proc.stdout
+
+    other = tmp_path / "rseq-gen"
+    other.write_text("#!/bin/sh\necho 'rseq-gen 9.9.9'\n")
+    other.chmod(0o755)
+    proc = run([cmake, "-S", proj, "-B", tmp_path / "b2", f"-DRseqGen_DIR={rseq_env.cmakedir}",
+                f"-DRSEQ_GEN_EXECUTABLE={other}"], check=False)
+    assert proc.returncode != 0
+    assert "version '9.9.9'" in proc.stdout and "0.1.0" in proc.stdout, proc.stdout
+
+
+# ---- the plugin-counter example: fresh, no-op, option change, template change --
+
+@pytest.mark.parametrize("version,generator", matrix())
+def test_plugin_counter(version, generator, tools, rseq_env, verify_available, tmp_path):
+    src = copy_project(EXAMPLES / "plugin-counter", tmp_path / "src")
+    b = Build(tools, rseq_env, version, generator, src, tmp_path / "build")
+
+    # Fresh configure + build + run.
+    b.configure()
+    out = b.build().stdout
+    assert "rseq-gen: generating counter_rseq.h/.c" in out, out
+    assert "rseq-gen: generating plugin_rseq.h/.c" in out, out
+    assert_verified(out, "counter_plugin", "plugin-counter")
+    plugin = b.binary / "counter_plugin.so"
+    res = run([b.binary / "plugin-counter", plugin, "3", "20000"])
+    assert "total 60000 60000" in res.stdout and res.stdout.rstrip().endswith("OK"), res.stdout
+    assert "still mapped (nodelete)" in res.stdout, res.stdout
+    header = b.binary / "rseq_gen" / "counter_rseq" / "counter_rseq.h"
+    manifest = json.loads((header.parent / "counter_rseq.manifest.json").read_text())
+    assert manifest["options"]["protocol"] == "compat"
+    assert manifest["origin"]["file"].endswith("CMakeLists.txt")
+
+    # No-op rebuild, also after a configure that changes nothing.
+    mtime = header.stat().st_mtime_ns
+    b.assert_noop()
+    b.configure()
+    b.assert_noop()
+    assert header.stat().st_mtime_ns == mtime
+
+    # An option change regenerates both sets and rebuilds what uses them.
+    b.configure("COUNTER_PROTOCOL=refcount")
+    out = b.build().stdout
+    assert "generating counter_rseq.h/.c for counter_rseq (protocol refcount" in out, out
+    assert "generating plugin_rseq.h/.c for counter_plugin (protocol refcount" in out, out
+    assert '"refcount"' in header.read_text()
+    res = run([b.binary / "plugin-counter", plugin, "2", "10000"])
+    assert "total 20000 20000" in res.stdout and "protocol refcount" in res.stdout, res.stdout
+    b.assert_noop()
+
+    # A template change (the generator's depfile) regenerates too.
+    template = rseq_env.package_dir / "templates" / "rseq.h.j2"
+    time.sleep(0.01)
+    os.utime(template)  # now: newer than the outputs, not in the future
+    out = b.build().stdout
+    assert "rseq-gen: generating counter_rseq.h/.c" in out, out
+    b.assert_noop()
+
+    # The CTest tests: both verifications and the demo.
+    res = run([b.ctest, "--test-dir", b.binary, "--output-on-failure"], env=b.env, check=False)
+    assert res.returncode == 0 and "100% tests passed" in res.stdout, res.stdout
+
+
+# ---- library kinds, nodelete, pre-link verification, the broken variant -------
+
+def _flags_1(path: Path) -> int:
+    from elftools.elf.dynamic import DynamicSection
+    from elftools.elf.elffile import ELFFile
+
+    with open(path, "rb") as f:
+        for section in ELFFile(f).iter_sections():
+            if isinstance(section, DynamicSection):
+                for tag in section.iter_tags():
+                    if tag.entry.d_tag == "DT_FLAGS_1":
+                        return tag.entry.d_val
+    return 0
+
+
+DF_1_NODELETE = 0x8
+
+
+@pytest.mark.parametrize("version,generator", [
+    pytest.param("newest", NINJA, id="cmakenewest-ninja"),
+    pytest.param("3.20", MAKE, id="cmake3.20-makefiles"),
+])
+def test_variants_and_broken_build(version, generator, tools, rseq_env, verify_available, tmp_path):
+    src = copy_project(FIXTURES / "variants", tmp_path / "src")
+    b = Build(tools, rseq_env, version, generator, src, tmp_path / "build")
+    b.configure()
+    out = b.build().stdout
+    # OBJECT library: its objects are verified before the executable links.
+    lines = out.splitlines()
+    verified = next(i for i, ln in enumerate(lines) if "verifying the objects of objrseq" in ln)
+    linked = next(i for i, ln in enumerate(lines) if re.search(r"Linking C executable uses_object", ln))
+    assert verified < linked, out
+    assert "object cpu=" in run([b.binary / "uses_object"]).stdout
+    assert "interface cpu=" in run([b.binary / "uses_interface"]).stdout
+
+    # -z nodelete exactly where an owning protocol meets a shared object.
+    assert _flags_1(b.binary / "libowning.so") & DF_1_NODELETE
+    assert _flags_1(b.binary / "libplugin.so") & DF_1_NODELETE, "not inherited from the STATIC library"
+    assert not _flags_1(b.binary / "libborrowing.so") & DF_1_NODELETE, "glibc protocol never owns"
+    b.assert_noop()
+
+    # The broken variant: the build fails at the owning library's verification.
+    b.configure("BREAK_NODELETE=ON")
+    proc = b.build(check=False)
+    assert proc.returncode != 0, proc.stdout
+    assert re.search(r"(?i)nodelete", proc.stdout), proc.stdout
+    # Makefiles delete an output whose POST_BUILD step failed; Ninja keeps it.
+    owning = b.binary / "libowning.so"
+    assert not owning.exists() or not _flags_1(owning) & DF_1_NODELETE
+
+    # And its passing twin again.
+    b.configure("BREAK_NODELETE=OFF")
+    b.build()
+
+
+# ---- three lines: clang, CMAKE_PREFIX_PATH, cross-compiling -------------------
+
+def test_three_lines_with_clang_and_prefix_path(tools, rseq_env, verify_available, tmp_path):
+    clang = require_tool("clang")
+    src = copy_project(FIXTURES / "three-lines", tmp_path / "src")
+    b = Build(tools, rseq_env, "newest", NINJA, src, tmp_path / "build", env=clean_env(CC=clang))
+    b.configure(f"CMAKE_PREFIX_PATH={rseq_env.package_dir}", find="prefix")
+    cache = (b.binary / "CMakeCache.txt").read_text()
+    assert re.search(r"CMAKE_C_COMPILER:\w+=.*clang", cache)
+    out = b.build().stdout
+    assert_verified(out, "app")
+    res = run([b.binary / "app"])
+    assert "protocol=compat" in res.stdout, res.stdout
+    b.assert_noop()
+
+
+CROSS = {
+    # arch: (CMAKE_SYSTEM_PROCESSOR, compiler, how to run the result)
+    "aarch64": ("aarch64", "aarch64-linux-gnu-gcc", ["qemu-aarch64", "-L", "/usr/aarch64-linux-gnu"]),
+    "i386": ("i686", "i686-linux-gnu-gcc", ["qemu-i386", "-L", "/usr/i686-linux-gnu"]),
+}
+
+
+@pytest.mark.parametrize("arch", sorted(CROSS))
+def test_cross_compiling_picks_the_target_arch(arch, tools, rseq_env, verify_available, tmp_path):
+    processor, compiler, runner = CROSS[arch]
+    cc = require_tool(compiler, f"gcc-{compiler.rsplit('-', 1)[0]}")
+    require_tool(runner[0], "qemu-user")
+    toolchain = tmp_path / "toolchain.cmake"
+    toolchain.write_text(textwrap.dedent(f"""\
+        set(CMAKE_SYSTEM_NAME Linux)
+        set(CMAKE_SYSTEM_PROCESSOR {processor})
+        set(CMAKE_C_COMPILER {cc})
+        set(CMAKE_FIND_ROOT_PATH_MODE_PROGRAM NEVER)
+        set(CMAKE_FIND_ROOT_PATH_MODE_LIBRARY ONLY)
+        set(CMAKE_FIND_ROOT_PATH_MODE_INCLUDE ONLY)
+        set(CMAKE_FIND_ROOT_PATH_MODE_PACKAGE ONLY)
+        """))
+    src = copy_project(FIXTURES / "three-lines", tmp_path / "src")
+    b = Build(tools, rseq_env, "newest", NINJA, src, tmp_path / "build")
+    # RseqGen_DIR is honoured whatever CMAKE_FIND_ROOT_PATH_MODE_PACKAGE says.
+    b.configure(f"CMAKE_TOOLCHAIN_FILE={toolchain}")
+    b.build()
+    manifest = json.loads((b.binary / "rseq_gen" / "myrseq" / "myrseq_rseq.manifest.json").read_text())
+    assert manifest["options"]["arches"] == [arch]
+    res = run([*runner, b.binary / "app"])
+    assert "protocol=compat" in res.stdout, res.stdout
+
+
+# ---- the Python example: pip install with scikit-build-core, import, count ----
+
+def test_python_extension_installs_and_counts(rseq_env, verify_available, tmp_path):
+    src = copy_project(EXAMPLES / "python-extension", tmp_path / "src")
+    # --no-build-isolation: the build sees the venv's rseq-gen wheel (its
+    # cmake.root entry point) and scikit-build-core from the system site.
+    proc = run([sys.executable, "-m", "pip", "--python", rseq_env.python, "install", "--no-deps",
+                "--no-index", "--no-build-isolation", "--disable-pip-version-check", "-v", src],
+               check=False)
+    assert proc.returncode == 0, proc.stdout
+    assert "Found RseqGen" in proc.stdout and "rseq-gen: verifying _counter" in proc.stdout, proc.stdout
+    assert "RseqGen_DIR" not in proc.stdout  # found through the entry point alone
+
+    script = textwrap.dedent("""\
+        import json, threading, rseq_counter
+        c = rseq_counter.Counter()
+        ts = [threading.Thread(target=c.add, args=(25000,)) for _ in range(4)]
+        for t in ts: t.start()
+        for t in ts: t.join()
+        last = c.add(5)
+        print(json.dumps({"cpu": rseq_counter.current_cpu(), "total": c.total(),
+                          "per_cpu": c.per_cpu(), "owner": rseq_counter.owner(),
+                          "protocol": rseq_counter.protocol, "last": last,
+                          "file": rseq_counter.__file__}))
+        """)
+    res = run([rseq_env.python, "-c", script], cwd=tmp_path)
+    data = json.loads(res.stdout.strip().splitlines()[-1])
+    assert data["file"].startswith(str(rseq_env.venv)), data
+    assert data["total"] == 100005 and sum(data["per_cpu"]) == 100005, data
+    assert 0 <= data["cpu"] < len(data["per_cpu"]) and 0 <= data["last"] < len(data["per_cpu"]), data
+    assert data["protocol"] == "compat"
+    assert data["owner"] in ("glibc", "self", "shared", "none"), data
