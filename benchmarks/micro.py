@@ -65,7 +65,7 @@ def _set_ratios(records):
     """ratio = median / median of the baseline case of the same item, env
     and thread count, measured in this run."""
     by_key = {(r["item"], r["env"], r["threads"], r["case"]): r for r in records
-              if not r.get("whatif")}
+              if not r["diagnostic"]}
     for r in records:
         base = by_key.get((r["item"], r["env"], r["threads"], r["baseline"]))
         r["ratio"] = r["median_ns"] / base["median_ns"] if base and base["median_ns"] else None
@@ -98,6 +98,7 @@ class Micro:
     # ---- runs -----------------------------------------------------------
     def _run_cpu(self, binary, case: Case, env: str, iters=None):
         out = run_kv([binary, case.name, iters or _iters(self.base, case)], GLIBC_ENVS[env])
+        self._last_wall = float(out["wall_ns_per_op"])
         return float(out["ns_per_op"]), out.get("owner")
 
     def _run_counter(self, binary, case: Case, env: str, threads: int, iters=None):
@@ -105,6 +106,7 @@ class Micro:
                      GLIBC_ENVS[env])
         if out.get("total_ok") != "1":
             raise BenchError(f"{binary.name} {case.name}: the counter total is wrong")
+        self._last_wall = float(out["wall_ns_per_op"])
         return float(out["ns_per_op"]), out.get("owner")
 
     def run(self, *, cpu: bool = True, counter: bool = True) -> dict:
@@ -117,55 +119,77 @@ class Micro:
         cpu_cases = CPU_CASES + CPU_DIAGNOSTICS
         for env in (GLIBC_ENVS if cpu else ()):
             samples = {c.name: Sample() for c in cpu_cases}
+            walls = {c.name: Sample() for c in cpu_cases}
             owners = {}
             for rep in range(self.reps):
                 for c in cpu_cases:
                     ns, owners[c.name] = self._run_cpu(cpu_bin, c, env)
                     samples[c.name].values.append(ns)
+                    walls[c.name].values.append(self._last_wall)
             for c in cpu_cases:
                 records.append(_record("current_cpu", env, c, samples[c.name],
-                                       baseline=CPU_BASELINE, owner=owners[c.name]))
+                                       baseline=CPU_BASELINE, owner=owners[c.name],
+                                       extra={"wall_median_ns": walls[c.name].median}))
             self.log(f"current_cpu/{env}: done")
 
         # Item 2, both glibc settings, 1 and N threads.
         for env in (GLIBC_ENVS if counter else ()):
             for t in self.threads:
                 samples = {c.name: Sample() for c in COUNTER_CASES}
+                walls = {c.name: Sample() for c in COUNTER_CASES}
                 owners = {}
                 for rep in range(self.reps):
                     for c in COUNTER_CASES:
                         ns, owners[c.name] = self._run_counter(counter_bin, c, env, t)
                         samples[c.name].values.append(ns)
+                        walls[c.name].values.append(self._last_wall)
                 for c in COUNTER_CASES:
                     records.append(_record("percpu_counter", env, c, samples[c.name],
                                            baseline=COUNTER_BASELINE, threads=t,
-                                           owner=owners[c.name]))
+                                           owner=owners[c.name],
+                                           extra={"wall_median_ns": walls[c.name].median}))
                 self.log(f"percpu_counter/{env}/{t} threads: done")
 
-        # What-if: the counter with the recommended constraint (patched copy
-        # of the generated header; a diagnostic, not the generated code).
+        # Diagnostics of the counter (glibc setting): the same critical section
+        # with the offset read once per loop, and the recommended constraint
+        # in a patched copy of the generated header ("what-if": not the
+        # generated code).
         whatif = self._whatif_dir() if counter else None
         whatif_note = None
+        diags = []
+        if counter:
+            diags.append((counter_bin, Case("diag_hoisted",
+                                            "diag: same critical section, offset read once per loop",
+                                            0.5, True), False))
         if whatif is None and counter:
             whatif_note = f"generated header has no {WHATIF_FROM!r}: what-if skipped"
-        else:
+        elif whatif is not None:
             wbin = self._build("bench_counter", "whatif", aligned_flags(), gen_dir=whatif)
-            case = Case("rseqgen", f'diag: counter_add with {WHATIF_TO} (patched header)', 0.5, True)
-            for t in self.threads:
-                s = Sample()
-                owner = None
-                for rep in range(self.reps):
-                    ns, owner = self._run_counter(wbin, case, "glibc", t)
-                    s.values.append(ns)
-                records.append(_record("percpu_counter", "glibc", case, s, baseline=COUNTER_BASELINE,
-                                       threads=t, owner=owner, extra={"whatif": True}))
+            diags.append((wbin, Case("rseqgen", f"what-if: counter_add with {WHATIF_TO} "
+                                                f"(patched header)", 0.5, True), True))
+            diags.append((wbin, Case("diag_hoisted", f"what-if: {WHATIF_TO} and offset read "
+                                                     f"once per loop", 0.5, True), True))
+        for t in self.threads:
+            got = [Sample() for _ in diags]
+            walls = [Sample() for _ in diags]
+            owners = [None] * len(diags)
+            for rep in range(self.reps):
+                for i, (binary, case, _) in enumerate(diags):
+                    ns, owners[i] = self._run_counter(binary, case, "glibc", t)
+                    got[i].values.append(ns)
+                    walls[i].values.append(self._last_wall)
+            for i, (binary, case, is_whatif) in enumerate(diags):
+                records.append(_record("percpu_counter", "glibc", case, got[i],
+                                       baseline=COUNTER_BASELINE, threads=t, owner=owners[i],
+                                       extra={"whatif": is_whatif, "diag_of": case.name,
+                                              "wall_median_ns": walls[i].median}))
         _set_ratios(records)
 
         # Alignment sweep: the loops moved by `pad` bytes, no loop alignment.
         sweep = self._sweep()
         for r in records:
             key = (r["item"], r["env"], r["threads"], r["case"])
-            if key in sweep and not r.get("whatif"):
+            if key in sweep and not r["diagnostic"]:
                 r["alignment_sweep"] = sweep[key]
 
         disasm = {
@@ -177,6 +201,8 @@ class Micro:
         if whatif is not None:
             disasm[f"bench_percpu_counter_add loop with {WHATIF_TO} (what-if)"] = disassemble(
                 self.work / "bench_counter_whatif", "loop_rseqgen")
+            disasm[f"what-if: {WHATIF_TO} and offset read once per loop"] = disassemble(
+                self.work / "bench_counter_whatif", "loop_diag_hoisted")
         return {"records": records, "disassembly": disasm, "whatif_note": whatif_note}
 
     def _sweep(self) -> dict:

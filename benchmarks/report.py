@@ -37,7 +37,7 @@ def micro_table(records, *, diagnostics=True) -> str:
             continue
         sweep = r.get("alignment_sweep")
         rows.append([
-            r["label"] + (" **(baseline)**" if r["case"] == r["baseline"] and not r.get("whatif") else ""),
+            r["label"] + (" **(baseline)**" if r["case"] == r["baseline"] and not r["diagnostic"] else ""),
             r["env"],
             r["threads"] if r["threads"] is not None else 1,
             _f(r["median_ns"]),
@@ -72,7 +72,7 @@ def registration_table(records) -> str:
         ])
     return _table(["protocol", "glibc setting", "owner (expected)", "median µs/thread", "min–max µs",
                    "x baseline", "rseq calls/thread: register / unregister / failed",
-                   "syscalls/thread", "extra syscalls/thread vs baseline"], rows)
+                   "syscalls/thread (without futex)", "extra syscalls/thread vs baseline"], rows)
 
 
 def build_table(records) -> str:
@@ -92,7 +92,7 @@ def goals(micro_records, reg_records, nthreads) -> list:
     def find(item, env, case, threads=None):
         for r in micro_records:
             if (r["item"], r["env"], r["case"], r["threads"]) == (item, env, case, threads) \
-                    and not r.get("whatif"):
+                    and not r["diagnostic"]:
                 return r
         return None
 
