@@ -150,6 +150,7 @@ def render(opts: GenerateOptions) -> Generated:
                      "exit_point_array": abi.EXIT_POINT_SECTION},
         "signatures": {a.name: {e: a.sig_for(e) for e in a.endians} for a in opts.arches},
         "owners": {"lone": proto.owner, "peer": proto.peer_owner},
+        "executable_link_flags": list(proto.executable_link_flags),
         "symbols": symbols,
     }
     return Generated({header_name: header, source_name: source}, manifest, list(recorder.read))

@@ -65,6 +65,13 @@ class Protocol:
             names.append("__rseq_handled")
         return tuple(names)
 
+    @property
+    def executable_link_flags(self) -> tuple[str, ...]:
+        """Flags an executable needs so that modules it dlopen's later bind to
+        its copy of the shared symbols: an executable exports a symbol only
+        when a library linked at build time references it."""
+        return tuple(f"-Wl,--export-dynamic-symbol={name}" for name in self.shared_symbols)
+
 
 def _row(glibc, off, static, musl, enosys, eperm):
     return dict(zip(ENVIRONMENTS, (glibc, off, static, musl, enosys, eperm)))
@@ -172,3 +179,34 @@ def get_protocol(name: str) -> Protocol:
         raise UsageError(
             f"--protocol: unknown protocol {name!r} (known: {', '.join(PROTOCOLS)})"
         ) from None
+
+
+ENVIRONMENT_TITLES = {
+    "glibc": "glibc ≥ 2.35",
+    "glibc-rseq-off": "glibc, rseq=0",
+    "glibc-static": "static glibc",
+    "musl-static": "musl",
+    "seccomp-enosys": "ENOSYS",
+    "seccomp-eperm": "seccomp EPERM",
+}
+
+
+def markdown_table() -> str:
+    """The README's protocol table, made from the rows above (a test keeps the
+    README in step). Owner cells read lone module / second module."""
+    envs = [ENVIRONMENT_TITLES[e] for e in ENVIRONMENTS]
+    head = ["protocol", "who registers", "area", "unregistered", *envs]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for p in PROTOCOLS.values():
+        cells = []
+        for env in ENVIRONMENTS:
+            lone, peer = p.owner[env], p.peer_owner[env]
+            cell = lone if lone == peer else f"{lone} / {peer}"
+            errs = [e for e in p.expected_errnos[env] if e == "EINVAL"]
+            cells.append(cell + (" (EINVAL)" if errs else ""))
+        lines.append("| " + " | ".join([f"`{p.name}`", p.registers, p.area_doc, p.unregisters, *cells]) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(markdown_table())
