@@ -99,6 +99,8 @@ def test_templates_ship_inside_the_package():
 
     root = templating.template_dir()
     assert (root / "rseq.h.j2").is_file() and (root / "arch" / "x86.h.j2").is_file()
+    if "site-packages" in str(templating.PACKAGE_DIR):  # installed: never the source tree
+        assert root == templating.PACKAGE_DIR / "templates"
 
 
 # ---- every variant compiles warning-free as C11 and from C++ ---------------
