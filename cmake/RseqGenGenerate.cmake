@@ -38,6 +38,23 @@ function(_rseq_gen_add_nodelete target type)
   endif()
 endfunction()
 
+# An executable exports the protocol's shared symbols (__rseq_abi, ...) so a
+# module it dlopen's later binds to the executable's copy instead of its own.
+function(_rseq_gen_add_executable_flags target type protocol)
+  string(REPLACE "-" "_" _p "${protocol}")
+  foreach(_flag IN LISTS RSEQ_GEN_PROTOCOL_${_p}_EXECUTABLE_LINK_FLAGS)
+    if(_flag MATCHES "^-Wl,(.*)$")
+      set(_flag "LINKER:${CMAKE_MATCH_1}")
+    endif()
+    if(type STREQUAL "EXECUTABLE")
+      set_property(TARGET ${target} APPEND PROPERTY LINK_OPTIONS "${_flag}")
+    elseif(type MATCHES "^(STATIC|OBJECT|INTERFACE)_LIBRARY$")
+      set_property(TARGET ${target} APPEND PROPERTY INTERFACE_LINK_OPTIONS
+                   "$<$<STREQUAL:$<TARGET_PROPERTY:TYPE>,EXECUTABLE>:${_flag}>")
+    endif()
+  endforeach()
+endfunction()
+
 # Threads::Threads through properties, not target_link_libraries: this works
 # whatever signature (plain or keyword) the project uses for the target.
 function(_rseq_gen_link_threads target type)
@@ -148,6 +165,7 @@ function(_rseq_gen_attach target scope)
   if(ARG_PROTOCOL IN_LIST RSEQ_GEN_OWNING_PROTOCOLS)
     _rseq_gen_add_nodelete(${target} ${_type})
   endif()
+  _rseq_gen_add_executable_flags(${target} ${_type} ${ARG_PROTOCOL})
   set_property(TARGET ${target} APPEND PROPERTY RSEQ_GEN_MANIFESTS "${_manifest}")
   set_property(TARGET ${target} APPEND PROPERTY RSEQ_GEN_PREFIXES "${ARG_PREFIX}")
   set_property(TARGET ${target} APPEND PROPERTY RSEQ_GEN_PROTOCOLS "${ARG_PROTOCOL}")

@@ -39,6 +39,11 @@ def render() -> str:
         f"set(RSEQ_GEN_TLS_MODELS {_cmake_list(list(TLS_MODELS))})",
         f"set(RSEQ_GEN_ARCHES {_cmake_list(list(ARCHES))})",
     ]
+    lines.append("# Link flags an executable holding the protocol's code needs (exports the")
+    lines.append("# shared symbols for modules it dlopen's later).")
+    for name, p in PROTOCOLS.items():
+        flags = list(getattr(p, "executable_link_flags", ()))
+        lines.append(f"set(RSEQ_GEN_PROTOCOL_{name.replace('-', '_')}_EXECUTABLE_LINK_FLAGS {_cmake_list(flags)})")
     for arch in ARCHES.values():
         names = [arch.name] + [m for m in arch.machine_names if m != arch.name]
         lines.append(f"set(RSEQ_GEN_ARCH_{arch.name}_NAMES {_cmake_list([n.lower() for n in names])})")

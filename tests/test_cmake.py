@@ -295,6 +295,9 @@ def test_plugin_counter(version, generator, tools, rseq_env, verify_available, t
     res = run([b.binary / "plugin-counter", plugin, "3", "20000"])
     assert "total 60000 60000" in res.stdout and res.stdout.rstrip().endswith("OK"), res.stdout
     assert "still mapped (nodelete)" in res.stdout, res.stdout
+    # The executable exports the shared area for modules it dlopen's.
+    exported = _dynsym_defined(b.binary / "plugin-counter")
+    assert {"__rseq_abi", "__rseq_refcount"} <= exported, sorted(exported)
     header = b.binary / "rseq_gen" / "counter_rseq" / "counter_rseq.h"
     manifest = json.loads((header.parent / "counter_rseq.manifest.json").read_text())
     assert manifest["options"]["protocol"] == "compat"
@@ -346,6 +349,14 @@ def _flags_1(path: Path) -> int:
 
 
 DF_1_NODELETE = 0x8
+
+
+def _dynsym_defined(path: Path) -> set:
+    from elftools.elf.elffile import ELFFile
+
+    with open(path, "rb") as f:
+        dynsym = ELFFile(f).get_section_by_name(".dynsym")
+        return {s.name for s in dynsym.iter_symbols() if s["st_shndx"] != "SHN_UNDEF"}
 
 
 @pytest.mark.parametrize("version,generator", [
