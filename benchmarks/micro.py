@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.common import (C_DIR, GLIBC_ENVS, BenchError, Compiler, Sample, aligned_flags,
-                               disassemble, run_kv, shifted_flags)
+                               disassemble, generate, run_kv, shifted_flags)
 
 
 @dataclass(frozen=True)
@@ -112,6 +112,12 @@ class Micro:
     def run(self, *, cpu: bool = True, counter: bool = True) -> dict:
         self.do_cpu, self.do_counter = cpu, counter
         cpu_bin = self._build("bench_cpu", "aligned", aligned_flags())
+        # Diagnostic: the same code generated with --tls-model global-dynamic
+        # (what a dlopen'd module uses).
+        gd_gen = generate(self.work / "gen-compat-gd", "compat", "--tls-model", "global-dynamic")
+        gd_bin = self._build("bench_cpu", "gd", aligned_flags(), gen_dir=gd_gen)
+        gd_case = Case("rseqgen", "diag: bench_current_cpu(), code generated with "
+                                  "--tls-model global-dynamic", 1.0, True)
         counter_bin = self._build("bench_counter", "aligned", aligned_flags())
         records = []
 
@@ -126,10 +132,19 @@ class Micro:
                     ns, owners[c.name] = self._run_cpu(cpu_bin, c, env)
                     samples[c.name].values.append(ns)
                     walls[c.name].values.append(self._last_wall)
+            gd = Sample()
+            gd_wall = Sample()
+            for rep in range(self.reps):
+                ns, gd_owner = self._run_cpu(gd_bin, gd_case, env)
+                gd.values.append(ns)
+                gd_wall.values.append(self._last_wall)
             for c in cpu_cases:
                 records.append(_record("current_cpu", env, c, samples[c.name],
                                        baseline=CPU_BASELINE, owner=owners[c.name],
                                        extra={"wall_median_ns": walls[c.name].median}))
+            records.append(_record("current_cpu", env, gd_case, gd, baseline=CPU_BASELINE,
+                                   owner=gd_owner, extra={"wall_median_ns": gd_wall.median,
+                                                          "tls_model": "global-dynamic"}))
             self.log(f"current_cpu/{env}: done")
 
         # Item 2, both glibc settings, 1 and N threads.
