@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,16 +185,23 @@ class Micro:
                                                 f"(patched header)", 0.5, True), True))
             diags.append((wbin, Case("diag_hoisted", f"what-if: {WHATIF_TO} and offset read "
                                                      f"once per loop", 0.5, True), True))
+        rmw = []
+        if counter and platform.machine() == "x86_64":
+            rmw = [(counter_bin, Case("diag_add_imm", "diag: plain `addq $1, (slot)` (no rseq)",
+                                      0.5, True), False),
+                   (counter_bin, Case("diag_add_reg", "diag: plain `addq %reg, (slot)` (no rseq)",
+                                      0.5, True), False)]
         for t in self.threads:
-            got = [Sample() for _ in diags]
-            walls = [Sample() for _ in diags]
-            owners = [None] * len(diags)
+            diags_t = diags + (rmw if t == 1 else [])
+            got = [Sample() for _ in diags_t]
+            walls = [Sample() for _ in diags_t]
+            owners = [None] * len(diags_t)
             for rep in range(self.reps):
-                for i, (binary, case, _) in enumerate(diags):
+                for i, (binary, case, _) in enumerate(diags_t):
                     ns, owners[i] = self._run_counter(binary, case, "glibc", t)
                     got[i].values.append(ns)
                     walls[i].values.append(self._last_wall)
-            for i, (binary, case, is_whatif) in enumerate(diags):
+            for i, (binary, case, is_whatif) in enumerate(diags_t):
                 records.append(_record("percpu_counter", "glibc", case, got[i],
                                        baseline=COUNTER_BASELINE, threads=t, owner=owners[i],
                                        extra={"whatif": is_whatif, "diag_of": case.name,

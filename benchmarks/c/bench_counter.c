@@ -13,9 +13,13 @@
  * shared_atomic (__atomic_fetch_add on one shared counter),
  * sched_getcpu_atomic (__atomic_fetch_add on the slot of sched_getcpu()).
  *
- * Diagnostic: diag_hoisted, the same critical section (the generated
- * bench__arch_cs_add) with the area offset read once before the loop instead
- * of twice per increment; not part of the API. */
+ * Diagnostics (not part of the API):
+ *   diag_hoisted  the same critical section (the generated
+ *                 bench__arch_cs_add) with the area offset read once before
+ *                 the loop instead of twice per increment;
+ *   diag_add_imm  a plain `addq $1, (slot)` on this CPU's slot, no rseq;
+ *   diag_add_reg  the same with the 1 in a register, `addq %reg, (slot)`:
+ *                 the instruction the generated critical section uses. */
 #include "bench.h"
 
 #include <pthread.h>
@@ -97,6 +101,26 @@ BENCH_FN static void loop_diag_hoisted(long n)
     }
 }
 
+#if defined(__x86_64__)
+/* One thread only: a migration makes another CPU's slot the target of this
+ * non-atomic add. */
+BENCH_FN static void loop_diag_add_imm(long n)
+{
+    intptr_t *slot = slot_of(slots, bench_current_cpu());
+    BENCH_PAD();
+    for (long i = 0; i < n; i++)
+        __asm__ __volatile__("addq $1, %0" : "+m"(*slot));
+}
+
+BENCH_FN static void loop_diag_add_reg(long n)
+{
+    intptr_t *slot = slot_of(slots, bench_current_cpu());
+    BENCH_PAD();
+    for (long i = 0; i < n; i++)
+        __asm__ __volatile__("addq %1, %0" : "+m"(*slot) : "r"((intptr_t)1));
+}
+#endif
+
 BENCH_FN static void loop_shared_atomic(long n)
 {
     BENCH_PAD();
@@ -156,6 +180,12 @@ int main(int argc, char **argv)
         loop = loop_sched_getcpu_atomic;
     else if (strcmp(argv[1], "diag_hoisted") == 0)
         loop = loop_diag_hoisted;
+#if defined(__x86_64__)
+    else if (strcmp(argv[1], "diag_add_imm") == 0)
+        loop = loop_diag_add_imm;
+    else if (strcmp(argv[1], "diag_add_reg") == 0)
+        loop = loop_diag_add_reg;
+#endif
     else {
         fprintf(stderr, "unknown case %s\n", argv[1]);
         return 2;
