@@ -448,16 +448,28 @@ def test_cross_compiling_picks_the_target_arch(arch, tools, rseq_env, verify_ava
 
 # ---- the Python example: pip install with scikit-build-core, import, count ----
 
-def test_python_extension_installs_and_counts(rseq_env, verify_available, tmp_path):
+@pytest.mark.parametrize("isolated", [
+    pytest.param(True, id="build-isolation"),
+    pytest.param(False, id="no-build-isolation"),
+])
+def test_python_extension_installs_and_counts(isolated, rseq_env, verify_available, tmp_path):
     src = copy_project(EXAMPLES / "python-extension", tmp_path / "src")
-    # --no-build-isolation: the build sees the venv's rseq-gen wheel (its
-    # cmake.root entry point) and scikit-build-core from the system site.
-    proc = run([sys.executable, "-m", "pip", "--python", rseq_env.python, "install", "--no-deps",
-                "--no-index", "--no-build-isolation", "--disable-pip-version-check", "-v", src],
-               check=False)
+    cmd = [sys.executable, "-m", "pip", "--python", rseq_env.python, "install", "--no-deps",
+           "--disable-pip-version-check", "-v"]
+    if isolated:
+        # What a user gets: pip makes a build env with scikit-build-core (from
+        # the index) and rseq-gen (our wheel); the cmake.root entry point of
+        # that rseq-gen is all find_package(RseqGen) needs.
+        cmd += ["--find-links", rseq_env.wheel.parent]
+    else:
+        # The venv's rseq-gen and the system site's scikit-build-core.
+        cmd += ["--no-index", "--no-build-isolation"]
+    proc = run([*cmd, src], check=False)
     assert proc.returncode == 0, proc.stdout
-    assert "Found RseqGen" in proc.stdout and "rseq-gen: verifying _counter" in proc.stdout, proc.stdout
+    assert "Found RseqGen" in proc.stdout and "rseq-gen verify: " in proc.stdout, proc.stdout
     assert "RseqGen_DIR" not in proc.stdout  # found through the entry point alone
+    if isolated:
+        assert re.search(r"Found RseqGen: \S*pip-build-env", proc.stdout), proc.stdout
 
     script = textwrap.dedent("""\
         import json, threading, rseq_counter
