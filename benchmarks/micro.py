@@ -59,6 +59,11 @@ def _record(item, env, case, sample, *, baseline, threads=None, owner=None, extr
            "owner": owner, **sample.as_dict()}
     if extra:
         rec.update(extra)
+    if rec.get("wall_median_ns"):
+        # Below 1: the thread(s) waited for a CPU part of the time; at N
+        # threads that also means they did not all run at once, so a
+        # contended case was measured with less contention than it has.
+        rec["cpu_over_wall"] = rec["median_ns"] / rec["wall_median_ns"]
     return rec
 
 
@@ -74,8 +79,10 @@ def _set_ratios(records):
 
 class Micro:
     def __init__(self, work: Path, gen_dir: Path, cc: Compiler, *, base_iters: int, reps: int,
-                 pads: list, threads: list, log):
+                 pads: list, threads: list, log, launcher=()):
         self.work, self.gen, self.cc = work, gen_dir, cc
+        #: Prefix of every benchmark command (``chrt -f 1`` with --realtime).
+        self.launcher = list(launcher)
         self.base, self.reps, self.pads, self.threads, self.log = base_iters, reps, pads, threads, log
         self.src_gen = gen_dir / "bench_rseq.c"
 
@@ -98,13 +105,14 @@ class Micro:
 
     # ---- runs -----------------------------------------------------------
     def _run_cpu(self, binary, case: Case, env: str, iters=None):
-        out = run_kv([binary, case.name, iters or _iters(self.base, case)], GLIBC_ENVS[env])
+        out = run_kv([*self.launcher, binary, case.name, iters or _iters(self.base, case)],
+                     GLIBC_ENVS[env])
         self._last_wall = float(out["wall_ns_per_op"])
         return float(out["ns_per_op"]), out.get("owner")
 
     def _run_counter(self, binary, case: Case, env: str, threads: int, iters=None):
-        out = run_kv([binary, case.name, threads, iters or _iters(self.base, case)],
-                     GLIBC_ENVS[env])
+        out = run_kv([*self.launcher, binary, case.name, threads,
+                      iters or _iters(self.base, case)], GLIBC_ENVS[env])
         if out.get("total_ok") != "1":
             raise BenchError(f"{binary.name} {case.name}: the counter total is wrong")
         self._last_wall = float(out["wall_ns_per_op"])

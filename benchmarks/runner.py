@@ -8,6 +8,7 @@ import json
 import os
 import shlex
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -35,6 +36,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--cc", default=os.environ.get("CC", "gcc"), help="C compiler (default $CC or gcc)")
     p.add_argument("--items", default=",".join(ITEMS),
                    help=f"comma-separated subset of {','.join(ITEMS)} (default: all)")
+    p.add_argument("--realtime", action="store_true",
+                   help="run the loops under SCHED_FIFO (chrt -f 1) so that other work on the "
+                        "machine neither preempts them nor keeps the N threads from running at "
+                        "once (contended cases are only contended when they do)")
     p.add_argument("--keep", type=Path, metavar="DIR",
                    help="build in DIR and keep it (default: a temporary directory)")
     return p
@@ -70,6 +75,14 @@ def main(argv=None) -> int:
         work = Path(work_ctx.name)
 
     cc = Compiler(args.cc)
+    launcher = []
+    if args.realtime:
+        if shutil.which("chrt") and subprocess.run(["chrt", "-f", "1", "true"],
+                                                   capture_output=True).returncode == 0:
+            launcher = ["chrt", "-f", "1"]
+        else:
+            print("python -m benchmarks: --realtime: chrt -f 1 is not permitted here; "
+                  "running at normal priority", file=sys.stderr)
     result = {
         "command": "python -m benchmarks " + shlex.join(argv if argv is not None else sys.argv[1:]),
         "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -84,6 +97,7 @@ def main(argv=None) -> int:
         "glibc_settings": {k: v or "(default)" for k, v in GLIBC_ENVS.items()},
         "load_before": load_snapshot(),
         "items": items,
+        "realtime": bool(launcher),
     }
     try:
         if "cpu" in items or "counter" in items:
@@ -91,7 +105,7 @@ def main(argv=None) -> int:
             gen = generate(work / "gen-compat", "compat")
             log(f"generated compat code in {gen}")
             micro = Micro(work, gen, cc, base_iters=base, reps=reps, pads=pads, threads=threads,
-                          log=log)
+                          log=log, launcher=launcher)
             m = micro.run(cpu="cpu" in items, counter="counter" in items)
             result["micro"] = m
         if "registration" in items:
@@ -130,7 +144,9 @@ def render(result) -> str:
                  f"kernel {mach['kernel']}; {mach['libc']}; {result['compiler']}.")
     parts.append(f"Command: `{result['command']}` ({result['reps']} repetitions, interleaved; "
                  f"loops aligned to 64 bytes; the sweep moves them over {len(result['loop_offsets'])} "
-                 f"offsets). Load average before/after: "
+                 f"offsets; ns/op is thread CPU time; "
+                 f"{'SCHED_FIFO' if result.get('realtime') else 'normal priority'}). "
+                 f"Load average before/after: "
                  f"{', '.join(f'{x:.2f}' for x in result['load_before']['loadavg'])} / "
                  f"{', '.join(f'{x:.2f}' for x in result['load_after']['loadavg'])}.")
     busy = result["load_before"]["busy_processes"] + result["load_after"]["busy_processes"]
