@@ -1,0 +1,291 @@
+"""Every architecture rseq-gen supports: cross-compile the generated code
+warning-free, link tests/c/cross_count.c statically, run it natively or under
+qemu-user, and check the objects with ``rseq-gen verify`` and the signature
+bytes before every abort handler.
+
+How each target is tested (docs/support-matrix.md says the same):
+- x86_64, i386: native runs on the real kernel (glibc registers; with
+  GLIBC_TUNABLES=glibc.pthread.rseq=0 the generated code registers itself),
+  so the critical sections run with real preemption and aborts.
+- everything else: qemu-user runs. qemu does not implement rseq, so the
+  registration path is the ENOSYS one (owner "none", current_cpu falls back,
+  the per-CPU operations use atomics) and the totals must still be exact.
+  cross_count.c also runs each architecture's sequences against a fake area
+  in its own TLS, which checks the descriptor address (PC-relative code),
+  the rseq_cs word written (32-bit big endian!) and the signature at run time.
+- Debian bookworm has no gcc for loongarch64, aarch64_be or armeb: those are
+  built with zig cc (PyPI ``ziglang``, musl) and run under qemu-user too.
+
+The builds run in a module fixture, two at a time (the machine has 2 cores).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import struct
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from elftools.elf.elffile import ELFFile
+from conftest import ROOT, run_rseq_gen
+
+from rseq_gen.arches import ARCHES
+
+CFLAGS = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic"]
+TEST_PROGRAM = ROOT / "tests" / "c" / "cross_count.c"
+PREFIX = "rseqgen"
+QEMU_ITERS = "20000"
+NATIVE_ITERS = "200000"
+ZIG = [sys.executable, "-m", "ziglang", "cc"]
+
+
+@dataclass(frozen=True)
+class Target:
+    id: str
+    arch: str                      # row of rseq_gen.arches.ARCHES
+    endian: str
+    compiler: str                  # "gcc:<command>" or "zig:<zig target>"
+    extra: tuple[str, ...] = ()    # extra compiler flags
+    run: str = "qemu"              # "qemu" or "native"
+    qemu: str | None = None        # qemu-user binary (default: the row's)
+    static: bool = True
+
+    @property
+    def package(self) -> str:
+        kind, _, what = self.compiler.partition(":")
+        if kind == "zig":
+            return "the PyPI package ziglang (pip install ziglang)"
+        if what == "gcc":
+            return "gcc"
+        return f"gcc-{what[:-len('-gcc')]} (Debian)"
+
+
+TARGETS = [
+    Target("x86_64", "x86_64", "little", "gcc:gcc", run="native", static=False),
+    Target("i386", "i386", "little", "gcc:i686-linux-gnu-gcc", run="native"),
+    Target("i386-dynamic", "i386", "little", "gcc:i686-linux-gnu-gcc", run="native", static=False),
+    Target("aarch64", "aarch64", "little", "gcc:aarch64-linux-gnu-gcc"),
+    Target("aarch64_be", "aarch64", "big", "zig:aarch64_be-linux-musl", qemu="qemu-aarch64_be"),
+    Target("arm-thumb", "arm", "little", "gcc:arm-linux-gnueabihf-gcc", ("-mthumb",)),
+    Target("arm-arm", "arm", "little", "gcc:arm-linux-gnueabihf-gcc", ("-marm",)),
+    Target("armeb", "arm", "big", "zig:armeb-linux-musleabihf", qemu="qemu-armeb"),
+    Target("ppc64le", "ppc64le", "little", "gcc:powerpc64le-linux-gnu-gcc"),
+    Target("ppc64", "ppc64", "big", "gcc:powerpc64-linux-gnu-gcc"),
+    Target("ppc32", "ppc32", "big", "gcc:powerpc-linux-gnu-gcc"),
+    Target("s390x", "s390x", "big", "gcc:s390x-linux-gnu-gcc"),
+    Target("riscv64", "riscv64", "little", "gcc:riscv64-linux-gnu-gcc"),
+    # qemu 7.2 (bookworm) has no LSX/LASX: keep musl's memcpy scalar.
+    Target("loongarch64", "loongarch64", "little", "zig:loongarch64-linux-musl",
+           ("-mcpu=la464-lsx-lasx",)),
+]
+
+#: Compile-only variants of the generated .c per target (name -> generate
+#: arguments, extra flags); the linked program uses the first.
+VARIANTS = {
+    "compat": (["--protocol", "compat"], ["-O2"]),
+    "compat-O0": (["--protocol", "compat"], ["-O0"]),
+    "own": (["--protocol", "own"], ["-O2"]),
+    "compat-dlopen-safe": (["--protocol", "compat", "--dlopen-safe"], ["-O2", "-fPIC"]),
+    "glibc": (["--protocol", "glibc"], ["-O2"]),
+}
+
+
+@dataclass
+class BuildResult:
+    target: Target
+    compiler: list[str] | None = None
+    missing: str | None = None
+    compile_errors: dict = field(default_factory=dict)   # variant -> stderr
+    objects: dict = field(default_factory=dict)          # variant -> Path
+    link_error: str | None = None
+    exe: Path | None = None
+
+
+def _compiler(t: Target) -> tuple[list[str] | None, str | None]:
+    kind, _, what = t.compiler.partition(":")
+    if kind == "zig":
+        if importlib.util.find_spec("ziglang") is None:
+            return None, f"zig not found: install {t.package} (needed for {t.id})"
+        return [*ZIG, "-target", what], None
+    if shutil.which(what) is None:
+        return None, f"{what} not found: install {t.package} (.ci/apt-packages.txt)"
+    return [what], None
+
+
+def _run(cmd, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([str(c) for c in cmd], capture_output=True, text=True, **kw)
+
+
+def _build(t: Target, gendirs: dict, out: Path) -> BuildResult:
+    res = BuildResult(t)
+    res.compiler, res.missing = _compiler(t)
+    if res.compiler is None:
+        return res
+    out.mkdir(parents=True, exist_ok=True)
+    for variant, (_, flags) in VARIANTS.items():
+        gdir = gendirs[variant]
+        obj = out / f"{variant}.o"
+        p = _run([*res.compiler, *CFLAGS, *flags, *t.extra, "-I", gdir, "-c",
+                  gdir / f"{PREFIX}_rseq.c", "-o", obj])
+        if p.returncode != 0 or p.stderr.strip():
+            res.compile_errors[variant] = p.stderr or f"exit {p.returncode}"
+        else:
+            res.objects[variant] = obj
+    gdir = gendirs["compat"]
+    exe = out / "cross_count"
+    link = [*res.compiler, *CFLAGS, "-O2", *t.extra, "-I", gdir, "-pthread",
+            TEST_PROGRAM, gdir / f"{PREFIX}_rseq.c", "-o", exe]
+    if t.static:
+        link.insert(len(res.compiler), "-static")
+    p = _run(link)
+    # Link-time notes (glibc's "dlopen in static binaries") are not compiler
+    # warnings; only the exit status counts here.
+    if p.returncode != 0:
+        res.link_error = p.stderr
+    else:
+        res.exe = exe
+    return res
+
+
+@pytest.fixture(scope="module")
+def builds(tmp_path_factory) -> dict[str, BuildResult]:
+    base = tmp_path_factory.mktemp("portability")
+    all_arches = ",".join(ARCHES)
+    gendirs = {}
+    for variant, (args, _) in VARIANTS.items():
+        gdir = base / "gen" / variant
+        run_rseq_gen("generate", *args, "--prefix", PREFIX, "--arch", all_arches,
+                     "--output-dir", gdir, "--manifest", gdir / "manifest.json")
+        gendirs[variant] = gdir
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {t.id: pool.submit(_build, t, gendirs, base / t.id) for t in TARGETS}
+        return {name: f.result() for name, f in futures.items()}
+
+
+def _get(builds, tid) -> BuildResult:
+    res = builds[tid]
+    if res.missing:
+        pytest.fail(res.missing)
+    return res
+
+
+IDS = [t.id for t in TARGETS]
+
+
+def test_every_arch_row_has_a_target():
+    assert {t.arch for t in TARGETS} == set(ARCHES)
+    for t in TARGETS:
+        assert t.endian in ARCHES[t.arch].endians, t
+
+
+@pytest.mark.parametrize("tid", IDS)
+def test_compiles_warning_free(builds, tid):
+    res = _get(builds, tid)
+    assert not res.compile_errors, "\n".join(f"--- {v}:\n{e}" for v, e in res.compile_errors.items())
+    assert res.exe is not None, f"link failed:\n{res.link_error}"
+
+
+@pytest.mark.parametrize("tid", IDS)
+def test_elf_machine_and_signatures(builds, tid):
+    """The linked program: right machine/class/byte order, one pointer in
+    __rseq_cs_ptr_array per descriptor, and RSEQ_SIG in data byte order in
+    the 4 bytes before every abort IP."""
+    res = _get(builds, tid)
+    assert res.exe is not None, f"link failed:\n{res.link_error}"
+    arch = ARCHES[res.target.arch]
+    with open(res.exe, "rb") as fh:
+        elf = ELFFile(fh)
+        assert elf["e_machine"] == arch.e_machine
+        assert elf.elfclass == arch.elfclass
+        endian = "little" if elf.little_endian else "big"
+        assert endian == res.target.endian
+        fmt = "<" if elf.little_endian else ">"
+        cs = elf.get_section_by_name("__rseq_cs")
+        ptrs = elf.get_section_by_name("__rseq_cs_ptr_array")
+        assert cs is not None and ptrs is not None, "missing __rseq_cs / __rseq_cs_ptr_array"
+        assert cs["sh_addralign"] >= 32
+        data = cs.data()
+        descriptors = {}
+        for off in range(0, len(data) - 31, 32):
+            version, flags, start, pco, abort = struct.unpack_from(fmt + "IIQQQ", data, off)
+            if start == 0 and pco == 0 and abort == 0:
+                continue  # padding
+            assert version == 0 and flags == 0
+            assert pco > 0 and not (start <= abort < start + pco)
+            descriptors[cs["sh_addr"] + off] = abort
+        pointers = [struct.unpack_from(fmt + "Q", ptrs.data(), i)[0]
+                    for i in range(0, ptrs.data_size, 8)]
+        assert sorted(pointers) == sorted(descriptors), "ptr array does not match the descriptors"
+        assert descriptors, "no critical sections linked"
+        want = struct.pack(fmt + "I", arch.sig_for(endian))
+        for desc, abort in descriptors.items():
+            sec = next(s for s in elf.iter_sections()
+                       if s["sh_addr"] <= abort - 4 and abort <= s["sh_addr"] + s["sh_size"]
+                       and s["sh_type"] == "SHT_PROGBITS")
+            got = sec.data()[abort - 4 - sec["sh_addr"]: abort - sec["sh_addr"]]
+            assert got == want, (f"descriptor {desc:#x}: bytes {got.hex()} before abort {abort:#x} "
+                                 f"in {sec.name}, want {want.hex()}")
+
+
+@pytest.mark.parametrize("tid", IDS)
+def test_rseq_gen_verify(builds, tid):
+    """``rseq-gen verify`` accepts each arch's objects (with the manifest of
+    the code they came from) and the linked program."""
+    res = _get(builds, tid)
+    assert res.exe is not None and res.objects.keys() == VARIANTS.keys()
+    paths = [res.objects[v] for v in ("compat", "compat-O0", "compat-dlopen-safe")]
+    proc = run_rseq_gen("verify", *paths, res.exe, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert " 0 error(s)" in proc.stdout and " 0 warning(s)" in proc.stdout, proc.stdout
+
+
+def _run_program(res: BuildResult, env_extra: dict | None = None) -> dict:
+    t = res.target
+    env = dict(os.environ, **(env_extra or {}))
+    if t.run == "native":
+        cmd = [res.exe, NATIVE_ITERS]
+    else:
+        qemu = t.qemu or ARCHES[t.arch].qemu
+        if shutil.which(qemu) is None:
+            pytest.fail(f"{qemu} not found: install qemu-user (Debian)")
+        cmd = [qemu, res.exe, QEMU_ITERS]
+    p = _run(cmd, env=env, timeout=120)
+    assert p.returncode == 0 and p.stdout.rstrip().endswith("OK"), \
+        f"{' '.join(map(str, cmd))} exited {p.returncode}:\n{p.stdout}\n{p.stderr}"
+    line = next(ln for ln in p.stdout.splitlines() if ln.startswith("owner="))
+    fields = dict(kv.split("=", 1) for kv in line.split())
+    assert fields["add_total"] == fields["expected"] == fields["cas_total"]
+    return fields
+
+
+@pytest.mark.parametrize("tid", IDS)
+def test_runs_and_counts_exactly(builds, tid):
+    res = _get(builds, tid)
+    assert res.exe is not None, f"link failed:\n{res.link_error}"
+    fields = _run_program(res)
+    if res.target.run == "qemu":
+        # qemu-user has no rseq: the ENOSYS path.
+        assert fields["owner"] == fields["worker_owner"] == "none", fields
+        assert fields["errno"] == "38" and fields["registrations"] == "0", fields
+        assert int(fields["cpu"]) >= 0, fields
+    else:
+        # Native: this machine's glibc (>= 2.35) registered every thread.
+        assert fields["owner"] == fields["worker_owner"] == "glibc", fields
+        assert int(fields["raw"]) >= 0, fields
+
+
+@pytest.mark.parametrize("tid", [t.id for t in TARGETS if t.run == "native"])
+def test_native_own_registration(builds, tid):
+    """With glibc's registration off the generated code registers the shared
+    area itself, and its critical sections run under real preemption."""
+    res = _get(builds, tid)
+    assert res.exe is not None, f"link failed:\n{res.link_error}"
+    fields = _run_program(res, {"GLIBC_TUNABLES": "glibc.pthread.rseq=0"})
+    assert fields["owner"] == fields["worker_owner"] == "self", fields
+    assert int(fields["registrations"]) >= 2 and fields["errno"] == "0", fields
