@@ -14,10 +14,8 @@ set(RSEQ_GEN_EXECUTABLE "" CACHE FILEPATH
 
 function(_rseq_gen_find_tool)
   _rseq_gen_env_bindir(_bindir)
-  set(_how "")
   if(RSEQ_GEN_EXECUTABLE)
     set(_cmd "${RSEQ_GEN_EXECUTABLE}")
-    set(_how "RSEQ_GEN_EXECUTABLE")
   elseif(EXISTS "${_bindir}/rseq-gen")
     set(_cmd "${_bindir}/rseq-gen")
   else()
@@ -41,7 +39,15 @@ function(_rseq_gen_find_tool)
   endif()
 
   # The same environment means the same version: a stale RseqGen_DIR or
-  # RSEQ_GEN_EXECUTABLE pointing at another install is caught here.
+  # RSEQ_GEN_EXECUTABLE pointing at another install is caught here. The
+  # answer is kept until the command or either installation changes.
+  list(GET _cmd 0 _exe)
+  file(TIMESTAMP "${_exe}" _exe_time "%s" UTC)
+  file(TIMESTAMP "${RSEQ_GEN_PACKAGE_DIR}/__init__.py" _pkg_time "%s" UTC)
+  set(_key "${_cmd}|${_exe_time}|${_pkg_time}|${RSEQ_GEN_PACKAGE_VERSION}")
+  if(_RSEQ_GEN_CHECKED STREQUAL _key AND RSEQ_GEN_COMMAND STREQUAL _cmd)
+    return()
+  endif()
   execute_process(
     COMMAND ${_cmd} --version
     RESULT_VARIABLE _rc
@@ -65,4 +71,5 @@ function(_rseq_gen_find_tool)
   endif()
   set(RSEQ_GEN_COMMAND "${_cmd}" CACHE INTERNAL "command line that runs rseq-gen")
   set(RSEQ_GEN_VERSION "${_version}" CACHE INTERNAL "version of RSEQ_GEN_COMMAND")
+  set(_RSEQ_GEN_CHECKED "${_key}" CACHE INTERNAL "")
 endfunction()

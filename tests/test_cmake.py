@@ -380,6 +380,8 @@ def test_variants_and_broken_build(version, generator, tools, rseq_env, verify_a
     assert _flags_1(b.binary / "libowning.so") & DF_1_NODELETE
     assert _flags_1(b.binary / "libplugin.so") & DF_1_NODELETE, "not inherited from the STATIC library"
     assert not _flags_1(b.binary / "libborrowing.so") & DF_1_NODELETE, "glibc protocol never owns"
+    report = json.loads((b.binary / "borrowing-verify.json").read_text())
+    assert "version" in report, report
     b.assert_noop()
 
     # The broken variant: the build fails at the owning library's verification.
