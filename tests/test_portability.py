@@ -36,9 +36,11 @@ from elftools.elf.elffile import ELFFile
 from conftest import ROOT, run_rseq_gen
 
 from rseq_gen.arches import ARCHES
+from rseq_gen.probe import TP_STUBS
 
 CFLAGS = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic"]
 TEST_PROGRAM = ROOT / "tests" / "c" / "cross_count.c"
+STUB_PROGRAM = ROOT / "tests" / "c" / "cross_tp_stub.c"
 PREFIX = "rseqgen"
 QEMU_ITERS = "20000"
 NATIVE_ITERS = "200000"
@@ -105,6 +107,8 @@ class BuildResult:
     objects: dict = field(default_factory=dict)          # variant -> Path
     link_error: str | None = None
     exe: Path | None = None
+    stub_exe: Path | None = None
+    stub_error: str | None = None
 
 
 def _compiler(t: Target) -> tuple[list[str] | None, str | None]:
@@ -150,6 +154,20 @@ def _build(t: Target, gendirs: dict, out: Path) -> BuildResult:
         res.link_error = p.stderr
     else:
         res.exe = exe
+    stub = TP_STUBS.get(t.arch)
+    if stub is not None:
+        (out / "tp_stub.h").write_text(
+            "static const unsigned char tp_stub[] = {" + ", ".join(map(hex, stub)) + "};\n")
+        stub_exe = out / "cross_tp_stub"
+        cmd = [*res.compiler, *CFLAGS, "-O2", *t.extra, "-I", gdir, "-I", out, "-pthread",
+               STUB_PROGRAM, "-o", stub_exe]
+        if t.static:
+            cmd.insert(len(res.compiler), "-static")
+        p = _run(cmd)
+        if p.returncode != 0 or p.stderr.strip():
+            res.stub_error = p.stderr or f"exit {p.returncode}"
+        else:
+            res.stub_exe = stub_exe
     return res
 
 
@@ -245,16 +263,35 @@ def test_rseq_gen_verify(builds, tid):
     assert " 0 error(s)" in proc.stdout and " 0 warning(s)" in proc.stdout, proc.stdout
 
 
+def _command(t: Target, exe: Path, *args) -> list:
+    if t.run == "native":
+        return [exe, *args]
+    qemu = t.qemu or ARCHES[t.arch].qemu
+    if shutil.which(qemu) is None:
+        pytest.fail(f"{qemu} not found: install qemu-user (Debian)")
+    return [qemu, exe, *args]
+
+
+@pytest.mark.parametrize("tid", [t.id for t in TARGETS if t.arch in TP_STUBS])
+def test_probe_thread_pointer_stub(builds, tid):
+    """The machine code `rseq-gen probe` runs through ctypes to find the
+    thread pointer returns what the generated header's asm returns."""
+    res = _get(builds, tid)
+    assert res.stub_exe is not None, f"stub program did not build:\n{res.stub_error}"
+    p = _run(_command(res.target, res.stub_exe), timeout=60)
+    assert p.returncode == 0 and p.stdout.rstrip().endswith("OK"), p.stdout + p.stderr
+
+
+def test_probe_stub_coverage():
+    """Every arch has a way for probe to find the thread pointer, except
+    big-endian ppc64 (ELFv1 function descriptors): probe says so."""
+    assert set(ARCHES) - set(TP_STUBS) == {"x86_64", "ppc64"}
+
+
 def _run_program(res: BuildResult, env_extra: dict | None = None) -> dict:
     t = res.target
     env = dict(os.environ, **(env_extra or {}))
-    if t.run == "native":
-        cmd = [res.exe, NATIVE_ITERS]
-    else:
-        qemu = t.qemu or ARCHES[t.arch].qemu
-        if shutil.which(qemu) is None:
-            pytest.fail(f"{qemu} not found: install qemu-user (Debian)")
-        cmd = [qemu, res.exe, QEMU_ITERS]
+    cmd = _command(t, res.exe, NATIVE_ITERS if t.run == "native" else QEMU_ITERS)
     p = _run(cmd, env=env, timeout=120)
     assert p.returncode == 0 and p.stdout.rstrip().endswith("OK"), \
         f"{' '.join(map(str, cmd))} exited {p.returncode}:\n{p.stdout}\n{p.stderr}"
