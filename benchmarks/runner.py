@@ -111,7 +111,7 @@ def main(argv=None) -> int:
         if "registration" in items:
             from benchmarks.threads import Threads
             t = Threads(work, cc, threads_per_run=20 if quick else 2000,
-                        strace_threads=2 if quick else 20, reps=reps, log=log)
+                        strace_threads=2 if quick else 20, reps=reps, log=log, launcher=launcher)
             result["registration"] = t.run()
         if "build" in items:
             from benchmarks.buildtime import BuildBench

@@ -65,9 +65,10 @@ def count_syscalls(trace: str) -> dict:
 
 class Threads:
     def __init__(self, work: Path, cc: Compiler, *, threads_per_run: int, strace_threads: int,
-                 reps: int, log):
+                 reps: int, log, launcher=()):
         self.work, self.cc, self.k, self.ks, self.reps, self.log = (
             work, cc, threads_per_run, strace_threads, reps, log)
+        self.launcher = list(launcher)
 
     def _build_all(self, protocols) -> dict:
         bins = {BASELINE: self.cc.build(self.work / "bench_thread_none",
@@ -96,7 +97,7 @@ class Threads:
             samples = {name: Sample() for name in bins}
             for rep in range(self.reps):
                 for name, binary in bins.items():
-                    out = run_kv([binary, "time", self.k], GLIBC_ENVS[env])
+                    out = run_kv([*self.launcher, binary, "time", self.k], GLIBC_ENVS[env])
                     samples[name].values.append(float(out["ns_per_thread"]))
             per_thread = {}
             if have_strace:
