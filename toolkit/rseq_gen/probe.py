@@ -251,7 +251,13 @@ def decide(inp: ProbeInputs) -> Decision:
                   "is -1, with __rseq_refcount for dlopen'd co-adopters), and still switches to "
                   "glibc's area on machines where glibc registers")
     else:
-        reason = ("no protocol can register rseq here (" + kernel_detail.split(':')[0] + "); compat "
+        why = {"absent": "the kernel has no rseq",
+               "blocked": f"rseq is denied ({_errname(e)} from a sandbox)",
+               }.get(kernel, f"rseq did not answer ({_errname(e)})" if e is not None
+                     else "rseq could not be tried")
+        if inp.emulator:
+            why = f"{inp.emulator} does not implement rseq"
+        reason = (f"no protocol can register rseq here ({why}); compat "
                   "falls back to sched_getcpu and atomic per-CPU operations, which stay exact, and "
                   "uses rseq (glibc's or its own) wherever the code runs with it")
     return Decision(kernel, kernel_detail, registered, libc_detail, tunable_detail, seccomp_detail,
