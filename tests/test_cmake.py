@@ -73,7 +73,7 @@ class Tools:
 
 
 @pytest.fixture(scope="session")
-def tools(tmp_path_factory) -> Tools:
+def tools() -> Tools:
     t = Tools()
     t.make = require_tool("make")
     try:
@@ -88,14 +88,21 @@ def tools(tmp_path_factory) -> Tools:
         newest = require_tool("cmake", "cmake (pip install cmake)")
     t.cmakes["newest"] = newest
 
-    # CMake 3.20, the oldest supported, from PyPI into a venv of its own.
-    venv = tmp_path_factory.mktemp("cmake320")
-    run([sys.executable, "-m", "venv", "--without-pip", venv])
-    proc = run([sys.executable, "-m", "pip", "--python", venv / "bin" / "python", "install",
-                "--quiet", "--disable-pip-version-check", "cmake==3.20.*"], check=False)
+    # CMake 3.20, the oldest supported, from PyPI into a venv of its own. The
+    # venv is kept between sessions (RSEQ_GEN_TEST_CACHE, default
+    # ~/.cache/rseq-gen-tests) and remade when it does not answer 3.20.
+    cache = Path(os.environ.get("RSEQ_GEN_TEST_CACHE", Path.home() / ".cache" / "rseq-gen-tests"))
+    venv = cache / "cmake-3.20"
     cmake320 = venv / "bin" / "cmake"
-    if proc.returncode != 0 or not cmake320.exists():
-        pytest.fail("could not pip install cmake==3.20.* (PyPI must be reachable):\n" + proc.stdout)
+    if not (cmake320.exists() and b"cmake version 3.20." in subprocess.run(
+            [cmake320, "--version"], capture_output=True, env=clean_env()).stdout):
+        shutil.rmtree(venv, ignore_errors=True)
+        venv.parent.mkdir(parents=True, exist_ok=True)
+        run([sys.executable, "-m", "venv", "--without-pip", venv])
+        proc = run([sys.executable, "-m", "pip", "--python", venv / "bin" / "python", "install",
+                    "--quiet", "--disable-pip-version-check", "cmake==3.20.*"], check=False)
+        if proc.returncode != 0 or not cmake320.exists():
+            pytest.fail("could not pip install cmake==3.20.* (PyPI must be reachable):\n" + proc.stdout)
     assert cmake_version(str(cmake320))[:2] == (3, 20)
     assert cmake_version(newest) > (3, 20, 99), f"{newest} is not newer than 3.20"
     t.cmakes["3.20"] = str(cmake320)
