@@ -155,3 +155,23 @@ def load_snapshot() -> dict:
                 pass
     snap["busy_processes"] = busy[:8]
     return snap
+
+
+def perf_annotate(work: Path, binary: Path, args, function: str, env_extra: dict) -> str:
+    """Where ``perf record -e cpu-clock`` (a software clock: works without
+    hardware counters) puts the time inside one function, as ``perf
+    annotate`` prints it; "" when perf is missing or refuses."""
+    if not shutil.which("perf"):
+        return ""
+    data = work / f"perf-{binary.name}-{function}.data"
+    env = dict(os.environ)
+    env.pop("GLIBC_TUNABLES", None)
+    env.update(env_extra)
+    rec = run(["perf", "record", "-q", "-e", "cpu-clock", "-o", data, binary, *args], env=env,
+              check=False)
+    if rec.returncode != 0 or not data.exists():
+        return ""
+    ann = run(["perf", "annotate", "-i", data, "--stdio", "-s", function], check=False)
+    lines = [l.rstrip() for l in ann.stdout.splitlines()
+             if re.match(r"\s+[0-9]+\.[0-9]+ :\s+[0-9a-f]+:", l)]
+    return "\n".join(lines)

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.common import (C_DIR, GLIBC_ENVS, BenchError, Compiler, Sample, aligned_flags,
-                               disassemble, generate, run_kv, shifted_flags)
+                               disassemble, generate, perf_annotate, run_kv,
+                               shifted_flags)
 
 
 @dataclass(frozen=True)
@@ -234,7 +235,17 @@ class Micro:
                 self.work / "bench_counter_whatif", "loop_rseqgen")
             disasm[f"what-if: {WHATIF_TO} and offset read once per loop"] = disassemble(
                 self.work / "bench_counter_whatif", "loop_diag_hoisted")
-        return {"records": records, "disassembly": disasm, "whatif_note": whatif_note}
+        profile = {}
+        if cpu:
+            profile["bench_current_cpu loop (bench_cpu rseqgen)"] = perf_annotate(
+                self.work, cpu_bin, ["rseqgen", _iters(self.base, CPU_CASES[0]) * 3],
+                "loop_rseqgen", GLIBC_ENVS["glibc"])
+        if counter:
+            profile["bench_percpu_counter_add loop (bench_counter rseqgen 1)"] = perf_annotate(
+                self.work, counter_bin, ["rseqgen", 1, _iters(self.base, COUNTER_CASES[0]) * 4],
+                "loop_rseqgen", GLIBC_ENVS["glibc"])
+        return {"records": records, "disassembly": disasm, "profile": profile,
+                "whatif_note": whatif_note}
 
     def _sweep(self) -> dict:
         """Per case: the median at each loop offset, and the range of the
