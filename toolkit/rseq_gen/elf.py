@@ -569,6 +569,10 @@ class ElfFile:
             for s in self._sections:
                 if s.type not in ("SHT_GNU_verneed", "SHT_GNU_verdef"):
                     continue
+                # sh_info is the entry count; pyelftools trusts it, so bound it.
+                if s.info > s.size // 16:
+                    raise ElfError(f"bad sh_info {s.info} in {s.name or s.type}: more version "
+                                   f"entries than its {s.size} bytes can hold")
                 sec = self._elf.get_section(s.index)
                 t = s.type
                 if t == "SHT_GNU_verneed":

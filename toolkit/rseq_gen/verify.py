@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import re
+import struct
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -136,17 +137,38 @@ def _check_path(path: str, ctx: Context, out: dict) -> None:
     except ElfError as exc:
         out["errors"].append({"file": path, "member": None, "message": str(exc)})
         return
-    _describe(result, elf)
-    unit = Unit(path, None, elf, arch_facts(elf))
     try:
-        facts = analyze(unit, ctx)
+        _describe(result, elf)
     except ElfError as exc:
         out["errors"].append({"file": path, "member": None, "message": str(exc)})
+        return
+    except _DECODE_ERRORS as exc:
+        out["errors"].append({"file": path, "member": None,
+                              "message": f"malformed ELF: inconsistent contents ({type(exc).__name__}: {exc})"})
+        return
+    unit = Unit(path, None, elf, arch_facts(elf))
+    facts, problem = _analyze(unit, ctx)
+    if problem:
+        out["errors"].append({"file": path, "member": None, "message": problem})
         return
     result["notes"] = facts["notes"]
     out["facts"] = facts
     out["findings"] += unit.findings
     protocol_conflicts([(path, facts)], lambda rid, **kw: _add(out["findings"], rid, path, None, **kw))
+
+
+#: Low-level failures while reading an inconsistent file (an offset out of
+#: range, a count that does not fit): the file is malformed, not our bug.
+_DECODE_ERRORS = (struct.error, IndexError, ValueError, OverflowError, MemoryError)
+
+
+def _analyze(unit: Unit, ctx: Context):
+    try:
+        return analyze(unit, ctx), None
+    except ElfError as exc:
+        return None, str(exc)
+    except _DECODE_ERRORS as exc:
+        return None, f"malformed ELF: inconsistent contents ({type(exc).__name__}: {exc})"
 
 
 def _add(findings: list, rule_id: str, file: str, member, **fields) -> None:
@@ -185,10 +207,9 @@ def _check_archive(path: str, data, ctx: Context, out: dict) -> None:
         if b"rseq" not in mdata and not ctx.manifest:
             continue  # no rseq symbol, section or note can be in this member
         unit = Unit(path, m.name, elf, arch_facts(elf))
-        try:
-            facts = analyze(unit, ctx)
-        except ElfError as exc:
-            out["errors"].append({"file": path, "member": m.name, "message": str(exc)})
+        facts, problem = _analyze(unit, ctx)
+        if problem:
+            out["errors"].append({"file": path, "member": m.name, "message": problem})
             continue
         if facts["defines_glibc_rseq"]:
             for name in abi.GLIBC_SYMBOLS:

@@ -591,6 +591,10 @@ def _check_descriptor(unit, sec, address, index, start, pco, abort_ip, data_cach
     arch = unit.arch
     if arch is None or asec.nobits:
         return
+    if aoff > asec.size:
+        unit.add("RSEQ405", section=sec.name, address=address, index=index,
+                 problem=f"abort_ip {_fmt_addr(elf, abort_ip)} is past the end of {asec.name}")
+        return
     if aoff < 4:
         found = "nothing (abort_ip is at the start of its section)"
     else:
