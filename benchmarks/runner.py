@@ -166,7 +166,8 @@ def render(result) -> str:
     reg = result.get("registration")
     if reg:
         parts.append(f"### 3. Registration (pthread_create + join, one CPU read in the thread; "
-                     f"syscalls counted with strace -f over {reg['strace_threads']} threads)\n\n"
+                     f"syscalls per thread: strace -f of {2 * reg['strace_threads']} threads minus "
+                     f"{reg['strace_threads']}, divided by {reg['strace_threads']})\n\n"
                      + report.registration_table(reg["records"]))
     build = result.get("build")
     if build:
