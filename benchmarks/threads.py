@@ -14,52 +14,58 @@ from benchmarks.common import (C_DIR, GLIBC_ENVS, BenchError, Compiler, Sample, 
 
 BASELINE = "none"
 
-_SYSCALL_LINE = re.compile(r"^\d+\s+([a-z_0-9]+)\((.*)$")
-
-
-def _protocols():
-    """Protocol names and the owner each one should report, per environment,
-    read from the generator's own table."""
-    from benchmarks.common import ROOT
-    toolkit = ROOT / "toolkit"
-    if (toolkit / "rseq_gen").is_dir() and str(toolkit) not in sys.path:
-        sys.path.insert(0, str(toolkit))
-    from rseq_gen.protocols import PROTOCOLS
-    return {name: p.owner for name, p in PROTOCOLS.items()}
-
+_SYSCALL_LINE = re.compile(r"^(\d+)\s+([a-z_0-9]+)\((.*)$")
+_RESUMED_LINE = re.compile(r"^(\d+)\s+<\.\.\. ([a-z_0-9]+) resumed>(.*)$")
 
 #: Calls whose number depends on timing (pthread_join waiting or not), left
 #: out of the per-thread totals the goals compare.
 TIMING_DEPENDENT = ("futex",)
 
 
+def _classify_rseq(counts: dict, args: str, result: str) -> None:
+    fields = args.split(",")
+    flags = fields[2].strip() if len(fields) > 2 else "0"
+    try:
+        unregister = "UNREGISTER" in flags or bool(int(flags, 0) & 1)
+    except ValueError:
+        unregister = False
+    if unregister:
+        counts["rseq_unregister"] += 1
+    elif re.search(r"=\s*-1\b", result):
+        counts["rseq_failed"] += 1
+    else:
+        counts["rseq_register"] += 1
+
+
 def count_syscalls(trace: str) -> dict:
-    """Syscalls in an ``strace -f -o`` file: every call once (resumed halves
-    are not counted again), rseq split by what it did. ``total`` leaves out
-    futex (its count depends on timing), ``futex`` has it."""
+    """Syscalls in an ``strace -f -o`` file: every call once (a call strace
+    split into "<unfinished ...>" and "<... resumed>" counts once, classified
+    by its result), rseq split by what it did. ``total`` leaves out futex (its
+    count depends on timing), ``futex`` has it."""
     counts = {"total": 0, "futex": 0, "rseq_register": 0, "rseq_unregister": 0, "rseq_failed": 0}
+    pending = {}  # pid -> arguments of an unfinished rseq call
     for line in trace.splitlines():
         m = _SYSCALL_LINE.match(line)
-        if not m:
+        if m:
+            pid, name, rest = m.groups()
+            if name in TIMING_DEPENDENT:
+                counts["futex"] += 1
+                continue
+            counts["total"] += 1
+            if name == "rseq":
+                if rest.rstrip().endswith("<unfinished ...>"):
+                    pending[pid] = rest
+                else:
+                    args, _, result = rest.partition(") =")
+                    _classify_rseq(counts, args, "=" + result)
             continue
-        if m.group(1) in TIMING_DEPENDENT:
-            counts["futex"] += 1
-            continue
-        counts["total"] += 1
-        if m.group(1) == "rseq":
-            rest = m.group(2)
-            args = rest.split(")")[0].split(",")
-            flags = args[2].strip() if len(args) > 2 else "0"
-            try:
-                unregister = "UNREGISTER" in flags or int(flags, 0) & 1
-            except ValueError:
-                unregister = False
-            if unregister:
-                counts["rseq_unregister"] += 1
-            elif re.search(r"=\s*-1\b", rest):
-                counts["rseq_failed"] += 1
-            else:
-                counts["rseq_register"] += 1
+        m = _RESUMED_LINE.match(line)
+        if m and m.group(2) == "rseq" and m.group(1) in pending:
+            whole = pending.pop(m.group(1)).replace("<unfinished ...>", "").rstrip() + m.group(3)
+            args, _, result = whole.partition(") =")
+            _classify_rseq(counts, args, "=" + result)
+    for args in pending.values():  # never resumed (killed): count as made
+        _classify_rseq(counts, args, "")
     return counts
 
 
