@@ -9,7 +9,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from benchmarks.common import (C_DIR, GLIBC_ENVS, BenchError, Compiler, Sample, generate, run,
+from benchmarks.common import (C_DIR, GLIBC_ENVS, ROOT, Compiler, Sample, generate, run,
                                run_kv)
 
 BASELINE = "none"
@@ -67,6 +67,16 @@ def count_syscalls(trace: str) -> dict:
     for args in pending.values():  # never resumed (killed): count as made
         _classify_rseq(counts, args, "")
     return counts
+
+
+def _protocols():
+    """Protocol names and the owner each one should report, per environment,
+    read from the generator's own table."""
+    toolkit = ROOT / "toolkit"
+    if (toolkit / "rseq_gen").is_dir() and str(toolkit) not in sys.path:
+        sys.path.insert(0, str(toolkit))
+    from rseq_gen.protocols import PROTOCOLS
+    return {name: p.owner for name, p in PROTOCOLS.items()}
 
 
 class Threads:

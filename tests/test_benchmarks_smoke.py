@@ -74,3 +74,25 @@ def test_quick_run_writes_every_case(tmp_path):
     assert data["goals"], "no goal was evaluated"
     for g in data["goals"]:
         assert isinstance(g["met"], bool), g
+
+
+def test_syscall_counter_reads_split_strace_lines():
+    """strace -f splits calls that interleave; each counts once, by its result."""
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.threads import count_syscalls
+
+    trace = "\n".join([
+        "100 rseq(0x7f, 0x20, 0, 0x53053053 <unfinished ...>",
+        "101 futex(0x1, FUTEX_WAIT, 2, NULL <unfinished ...>",
+        "100 <... rseq resumed>) = -1 EINVAL (Invalid argument)",
+        "101 <... futex resumed>) = 0",
+        "102 rseq(0x7f, 0x20, 0x1, 0x53053053) = 0",
+        "103 rseq(0x7f, 0x20, 0, 0x53053053) = 0",
+        "104 rseq(0x7f, 0x20, 0, 0x53053053) = -1 EINVAL (Invalid argument)",
+        "105 rseq(0x7f, 0x20, 0 <unfinished ...>",
+        "105 <... rseq resumed>, 0x53053053) = 0",
+        "106 rseq(0x7f, 0x20, RSEQ_FLAG_UNREGISTER, 0x53053053) = 0",
+        "106 +++ exited with 0 +++",
+    ])
+    assert count_syscalls(trace) == {"total": 6, "futex": 1, "rseq_register": 2,
+                                     "rseq_unregister": 2, "rseq_failed": 2}
