@@ -111,6 +111,10 @@ class MatrixBuild:
                              C_DIR / "matrix_module.c", self.gen / "m_rseq.c", "-o", out / "matrix",
                              f"-L{out}", "-la", "-lb", "-Wl,-rpath,$ORIGIN", "-lpthread"), out)
             result = (out / "matrix", ("--plugin", str(out / "plugin.so")))
+        elif variant == "alone":
+            _run(_module_cmd(cc, self.gen, "m", C_DIR / "matrix_main.c", C_DIR / "matrix_module.c",
+                             self.gen / "m_rseq.c", "-o", out / "matrix", "-lpthread"), out)
+            result = (out / "matrix", ())
         elif variant == "static":
             objs = self._objects(cc, out, [])
             _run([cc, *objs, "-static", "-o", out / "matrix", "-lpthread"], out)
@@ -279,3 +283,28 @@ def test_i386_native(protocol, cc, tmp_path):
         assert count["got"] == count["expected"]
         assert max_live <= 1
         assert set(errnos) <= set(proto.expected_errnos[env_name])
+
+
+DYNAMIC_ENVS = [name for name, b in ENV_BUILDS.items() if b.variant == "dyn"]
+
+
+@pytest.mark.parametrize("env_name", DYNAMIC_ENVS)
+@pytest.mark.parametrize("protocol", list(PROTOCOLS))
+def test_program_alone(protocol, env_name, matrix_builds, tmp_path):
+    """The program with only its own generated code: the lone owner."""
+    build = ENV_BUILDS[env_name]
+    proto = PROTOCOLS[protocol]
+    binary, _ = matrix_builds(protocol, "gcc").binary("alone")
+    proc, events, (max_live, errnos, successes) = run_matrix(binary, build.args, build.env, tmp_path)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    owners = [e for e in events if e["event"] == "owners"][0]["modules"]
+    assert owners["m"]["owner"] == proto.owner[env_name]
+    threads = [e for e in events if e["event"] == "thread_owners"][0]["threads"]
+    assert {t["m"][0] for t in threads} == {proto.owner[env_name]}
+    count = [e for e in events if e["event"] == "count"][0]
+    assert count["got"] == count["expected"]
+    assert max_live <= 1
+    assert set(errnos) <= set(proto.expected_errnos[env_name])
+    if proto.owner[env_name] == "self":
+        # exactly one registration per thread, all made by the generated code
+        assert owners["m"]["registrations"] >= 1 and successes == 1 + int(THREADS) + 2
