@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, generate, require_tool, run_rseq_gen
+from rseq_gen.arches import ARCHES
 from rseq_gen.cli import main as cli_main
 from rseq_gen.protocols import PROTOCOLS
 from rseq_gen.rules import RULE_LIST, render_markdown
@@ -113,6 +114,8 @@ def test_generated_objects_pass(build, tmp_path, protocol, tls_model, compiler):
     assert rules_of(rep, "error") == set()
     assert rep["files"][0]["kind"] == "relocatable"
     assert [n["protocol"] for n in rep["files"][0]["notes"]] == [protocol]
+    cs = rep["files"][0]["critical_sections"]
+    assert cs["descriptors"] > 0 and cs["checked"] == cs["descriptors"]
 
 
 @pytest.mark.parametrize("protocol", ["compat", "own", "glibc"])
@@ -142,6 +145,43 @@ def test_aarch64_object_passes(build, tmp_path):
     rc, rep = verify(tmp_path, o, lib, "--manifest", d / "a64_rseq.manifest.json", "--min-glibc", "2.17")
     assert rc == 0, rep["findings"]
     assert {f["arch"] for f in rep["files"]} == {"aarch64"}
+
+
+CROSS = {  # arch table name -> Debian cross compiler
+    "aarch64": "aarch64-linux-gnu-gcc", "arm": "arm-linux-gnueabihf-gcc",
+    "ppc64le": "powerpc64le-linux-gnu-gcc", "ppc64": "powerpc64-linux-gnu-gcc",
+    "ppc32": "powerpc-linux-gnu-gcc", "s390x": "s390x-linux-gnu-gcc",
+    "riscv64": "riscv64-linux-gnu-gcc", "i386": "i686-linux-gnu-gcc",
+}
+
+
+@pytest.mark.parametrize("arch", [a for a in CROSS if a in ARCHES])
+def test_cross_arch_objects(build, tmp_path, arch):
+    """Every generated arch with a Debian cross compiler: the .o and a .so
+    pass with every descriptor resolved (relocations of that machine), and a
+    flipped RSEQ_SIG in the object is caught."""
+    compiler = shutil.which(CROSS[arch])
+    if compiler is None:
+        pytest.fail(f"{CROSS[arch]} not found: install its gcc cross package (.ci/apt-packages.txt)")
+    d = build.gen("compat", "xa", "--arch", arch)
+    o, lib = tmp_path / "x.o", tmp_path / "libx.so"
+    cc("-O2", "-fPIC", "-c", "-o", o, d / "xa_rseq.c", compiler=compiler)
+    cc("-shared", "-Wl,-z,nodelete", "-o", lib, o, compiler=compiler)
+    rc, rep = verify(tmp_path, o, lib, "--manifest", d / "xa_rseq.manifest.json", "--min-glibc", "2.17")
+    assert rc == 0, rep["findings"]
+    for f in rep["files"]:
+        assert f["arch"] == arch
+        cs = f["critical_sections"]
+        assert cs["descriptors"] > 0 and cs["checked"] == cs["descriptors"], f
+    a = ARCHES[arch]
+    endian = a.endians[0]
+    sig = a.sig_for(endian).to_bytes(4, endian)
+    data = o.read_bytes()
+    assert sig in data
+    bad = tmp_path / "bad.o"
+    bad.write_bytes(data.replace(sig, b"\xde\xad\xbe\xef"))
+    rc, rep = verify(tmp_path, bad)
+    assert "RSEQ406" in rules_of(rep) and rc == 1
 
 
 def test_aarch64_wrong_signature_caught(build, tmp_path):

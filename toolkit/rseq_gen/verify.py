@@ -91,7 +91,8 @@ def load_manifest(path: Path) -> dict:
 
 def _file_result(path: str) -> dict:
     return {"path": path, "kind": None, "arch": None, "elfclass": None, "endian": None,
-            "members": None, "notes": [], "closure_of": None}
+            "members": None, "notes": [], "critical_sections": {"descriptors": 0, "checked": 0},
+            "closure_of": None}
 
 
 def _describe(result: dict, elf) -> None:
@@ -152,6 +153,7 @@ def _check_path(path: str, ctx: Context, out: dict) -> None:
         out["errors"].append({"file": path, "member": None, "message": problem})
         return
     result["notes"] = facts["notes"]
+    result["critical_sections"] = facts["critical_sections"]
     out["facts"] = facts
     out["findings"] += unit.findings
     protocol_conflicts([(path, facts)], lambda rid, **kw: _add(out["findings"], rid, path, None, **kw))
@@ -217,6 +219,8 @@ def _check_archive(path: str, data, ctx: Context, out: dict) -> None:
         facts_list.append((f"{path}({m.name})", facts))
         findings += unit.findings
         result["notes"] += facts["notes"]
+        for k, v in facts["critical_sections"].items():
+            result["critical_sections"][k] += v
     # A reference satisfied by another member of the same archive (libc.a
     # itself) does not depend on the glibc the program later runs on.
     findings = [f for f in findings

@@ -75,7 +75,7 @@ def arch_facts(elf: ElfFile) -> ArchFacts | None:
     base = _KNOWN.get(elf.e_machine_code)
     for a in ARCHES.values():
         code = E_MACHINE_NUMBERS.get(a.e_machine)
-        if code == elf.e_machine_code and a.elfclass == elf.elfclass:
+        if code == elf.e_machine_code and a.elfclass == elf.elfclass and elf.endian in a.endians:
             if base is None:
                 base = ArchFacts(a.name, a.sig, a.sig_be, {}, -1)
             return ArchFacts(a.name, a.sig, a.sig_be, base.abs_relocs, base.relative, base.add_relocs,
@@ -224,7 +224,7 @@ def analyze(unit: Unit, ctx: Context) -> dict:
     manifest_names = [s["name"] for s in (ctx.manifest or {}).get("symbols", [])]
     syms = Symbols(elf, list(dict.fromkeys(_AREA_NAMES + tuple(private_names) + tuple(manifest_names))))
 
-    if unit.arch is None:
+    if unit.arch is None and elf.sections_named(abi.CS_SECTION):
         unit.add("RSEQ801", machine=elf.e_machine)
 
     facts = {
@@ -237,7 +237,7 @@ def analyze(unit: Unit, ctx: Context) -> dict:
     _check_area_symbols(unit, ctx, syms, protocols, private_names, facts)
     _check_glibc(unit, ctx, syms, facts)
     _check_lifetime(unit, ctx, syms, notes, private_names, facts)
-    _check_critical_sections(unit)
+    facts["critical_sections"] = _check_critical_sections(unit)
     if ctx.manifest:
         _check_manifest(unit, ctx, syms, notes)
     return facts
@@ -528,13 +528,16 @@ def _code_section(elf: ElfFile, where):
     return (sec, value - sec.addr) if sec is not None else (None, None)
 
 
-def _check_critical_sections(unit: Unit) -> None:
+def _check_critical_sections(unit: Unit) -> dict:
+    """Check the descriptors; returns {"descriptors": n, "checked": k} where
+    k counts the descriptors whose addresses could be resolved."""
     elf = unit.elf
     cs_secs = elf.sections_named(abi.CS_SECTION)
     ptr_secs = elf.sections_named(abi.CS_PTR_SECTION)
     exit_secs = elf.sections_named(abi.EXIT_POINT_SECTION)
+    counts = {"descriptors": 0, "checked": 0}
     if not (cs_secs or ptr_secs or exit_secs):
-        return
+        return counts
     descriptors = {}  # (sec idx or None, value) of each descriptor -> start ip
     data_cache: dict[int, bytes] = {}
     for sec in cs_secs:
@@ -561,11 +564,14 @@ def _check_critical_sections(unit: Unit) -> None:
             pco = res.offset_field(off + 16)
             abort_ip = res.pointer(off + 24)
             descriptors[key] = start
+            counts["descriptors"] += 1
             if start is None or pco is None or abort_ip is None:
                 continue
+            counts["checked"] += 1
             _check_descriptor(unit, sec, key[1], index, start, pco, abort_ip, data_cache)
     _check_ptr_array(unit, cs_secs, ptr_secs, descriptors)
     _check_exit_points(unit, exit_secs, descriptors)
+    return counts
 
 
 def _check_descriptor(unit, sec, address, index, start, pco, abort_ip, data_cache) -> None:
