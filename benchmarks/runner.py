@@ -138,6 +138,9 @@ def main(argv=None) -> int:
 
 def render(result) -> str:
     parts = []
+    if result.get("quick"):
+        parts.append("**--quick: tiny iteration counts; the numbers below only show that every case "
+                     "runs, they measure nothing.**")
     mach = result["machine"]
     parts.append(f"Machine: {mach.get('model_name', '?')}, {mach.get('nproc')} CPUs"
                  f"{', ' + mach['hypervisor_vendor'] + ' guest' if mach.get('hypervisor_vendor') else ''}; "
