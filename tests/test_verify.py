@@ -503,7 +503,7 @@ def test_closure_of_bin_ls_says_glibc():
 
 
 def test_libc_and_ld_so(tmp_path):
-    rc, rep = verify(tmp_path, LIBC_SO, LD_SO, "--closure")
+    rc, rep = verify(tmp_path, LIBC_SO, LD_SO, "--closure", "--jobs", "2")
     assert rc == 0 and not rep["errors"]
     notes = [f["message"] for f in rep["findings"] if f["rule"] == "RSEQ202"]
     assert any("__rseq_size needs GLIBC_2.35 from ld-linux-x86-64.so.2" in n for n in notes)

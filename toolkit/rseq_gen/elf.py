@@ -19,7 +19,6 @@ import struct
 from dataclasses import dataclass
 from typing import Iterable
 
-from elftools.elf.elffile import ELFFile as _ELFFile
 from elftools.elf.enums import ENUM_E_MACHINE, ENUM_E_TYPE, ENUM_P_TYPE_BASE, ENUM_SH_TYPE_BASE
 
 
@@ -177,6 +176,8 @@ class ElfFile:
     def _elf(self):
         """pyelftools' view, built on first use (dynamic tags, versions)."""
         if self._elf_obj is None:
+            from elftools.elf.elffile import ELFFile as _ELFFile
+
             data = self.data
             self._elf_obj = _ELFFile(data if hasattr(data, "seek") else io.BytesIO(data))
         return self._elf_obj

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from rseq_gen import abi
 from rseq_gen.arches import ARCHES
-from rseq_gen.elf import (DF_1_NODELETE, DF_STATIC_TLS, E_MACHINE_NUMBERS, SHF_TLS, SHN_COMMON,
+from rseq_gen.elf import (DF_1_NODELETE, DF_STATIC_TLS, E_MACHINE_NUMBERS, SHN_COMMON,
                           SHN_LORESERVE, SHN_UNDEF, ElfFile, Symbol)
 from rseq_gen.protocols import PROTOCOLS
 from rseq_gen.rules import RULES

@@ -6,15 +6,23 @@ from __future__ import annotations
 
 import json
 import os
-from xml.sax.saxutils import escape, quoteattr
 
 from rseq_gen import __version__
 from rseq_gen.rules import RULE_LIST, RULES
 
 REPORT_VERSION = 1
-FORMATS = ("text", "json", "sarif", "junit", "github")
 RULES_URI = "docs/rules.md"
 _GITHUB_LIMIT = 10  # annotations per kind that GitHub shows per step
+
+
+def escape(text: str) -> str:
+    """XML character data."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def quoteattr(text: str) -> str:
+    """A double-quoted XML attribute value."""
+    return '"' + escape(text).replace('"', "&quot;").replace("\n", "&#10;") + '"'
 
 
 def _where(f: dict) -> str:
