@@ -244,6 +244,11 @@ def test_detect_emulator_qemu_by_name_and_cpuinfo():
     assert detect_emulator("riscv64", "", "", "qemu-riscv64", "")[0] == "qemu-user"
     assert detect_emulator("s390x", "vendor_id\t: AuthenticAMD\n", "", "prog", "")[0] == "qemu-user"
     assert detect_emulator("x86_64", "vendor_id\t: AuthenticAMD\n", "", "prog", "") == (None, "")
+    # A library that merely lives under a qemu-* directory is not qemu.
+    maps = "7f0000-7f1000 r-xp 00000000 08:01 5 /home/u/qemu-build/libfoo.so\n"
+    assert detect_emulator("x86_64", "vendor_id\t: GenuineIntel\n", maps, "prog", "") == (None, "")
+    maps = "555b0000-555b1000 r--p 00000000 fe:00 7 /usr/bin/qemu-aarch64-static\n"
+    assert detect_emulator("aarch64", "", maps, "prog", "")[0] == "qemu-user"
 
 
 def test_decide_kernel_without_rseq():

@@ -301,7 +301,7 @@ def detect_emulator(machine: str, cpuinfo: str, maps: str, status_name: str,
     started by hand. valgrind preloads vgpreload_*.so into the process."""
     if "vgpreload" in ld_preload or re.search(r"vgpreload_\w+", maps):
         return "valgrind", "vgpreload_*.so is loaded"
-    m = re.search(r"\S*/qemu-[\w.-]+", maps)
+    m = re.search(r"(\S*/qemu-[a-z0-9_]+(?:-static)?)$", maps, re.M)
     if m:
         return "qemu-user", f"{m.group(0)} is mapped"
     if status_name.startswith("qemu-"):
