@@ -126,13 +126,17 @@ def test_generated_shared_library_and_pie_pass(build, tmp_path, protocol):
     main = tmp_path / "main.c"
     main.write_text('#include "rg_rseq.h"\nint main(void){ intptr_t v = 0;'
                     ' return rg__percpu_add_slow(&v, 1, 0) < -1; }\n')
-    pie = tmp_path / "pie"
+    pie, nopie = tmp_path / "pie", tmp_path / "nopie"
     cc("-O2", "-fPIE", "-pie", "-I", d, "-o", pie, main, d / "rg_rseq.c")
-    rc, rep = verify(tmp_path, lib, pie, "--manifest", build.manifest(protocol, "rg"),
+    cc("-O2", "-fno-PIE", "-no-pie", "-I", d, "-o", nopie, main, d / "rg_rseq.c")
+    rc, rep = verify(tmp_path, lib, pie, nopie, "--manifest", build.manifest(protocol, "rg"),
                      "--min-glibc", "2.17")
     assert rc == 0, rep["findings"]
     kinds = {Path(f["path"]).name: f["kind"] for f in rep["files"]}
-    assert kinds == {lib.name: "shared-library", "pie": "pie-executable"}
+    assert kinds == {lib.name: "shared-library", "pie": "pie-executable", "nopie": "executable"}
+    for f in rep["files"]:  # descriptors resolved through RELATIVE relocations / absolute
+        cs = f["critical_sections"]
+        assert cs["descriptors"] > 0 and cs["checked"] == cs["descriptors"], f
 
 
 def test_aarch64_object_passes(build, tmp_path):

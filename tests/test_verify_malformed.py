@@ -165,6 +165,20 @@ def test_real_archive_variants(samples, tmp_path):
     assert len(out["errors"]) == 1 and "thin member" in out["errors"][0]["message"]
 
 
+def test_bsd_archive(samples, tmp_path):
+    """BSD ar: "#1/<len>" names stored in front of the member data."""
+    name = b"a_long_bsd_member_name.o"
+    pad = name + b"\0" * (-len(name) % 8)
+    body = pad + samples["obj"]
+    hdr = f"{'#1/' + str(len(pad)):<16}{0:<12}{0:<6}{0:<6}{644:<8}{len(body):<10}`\n".encode()
+    symdef = b"\0" * 8
+    idx = f"{'#1/16':<16}{0:<12}{0:<6}{0:<6}{644:<8}{16 + len(symdef):<10}`\n".encode()
+    data = b"!<arch>\n" + idx + b"__.SYMDEF\0\0\0\0\0\0\0" + symdef + hdr + body
+    out = _check(tmp_path, data, "bsd.a")
+    assert not out["errors"] and out["file"]["members"] == 1
+    assert out["file"]["notes"][0]["prefix"] == "mf"
+
+
 def test_cli_reports_bad_inputs_and_checks_the_rest(samples, tmp_path):
     junk = tmp_path / "junk.o"
     junk.write_bytes(b"\x7fELF\x02\x01\x01" + b"\0" * 20)
