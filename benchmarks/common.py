@@ -175,3 +175,18 @@ def perf_annotate(work: Path, binary: Path, args, function: str, env_extra: dict
     lines = [l.rstrip() for l in ann.stdout.splitlines()
              if re.match(r"\s+[0-9]+\.[0-9]+ :\s+[0-9a-f]+:", l)]
     return "\n".join(lines)
+
+
+def source_state() -> dict:
+    """Which generator was measured: the commit, and the generator files
+    that differ from it (other work in progress in the same tree)."""
+    state = {"commit": None, "uncommitted": []}
+    if not shutil.which("git") or not (ROOT / ".git").exists():
+        return state
+    rev = run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], check=False)
+    if rev.returncode == 0:
+        state["commit"] = rev.stdout.strip()
+    st = run(["git", "-C", ROOT, "status", "--porcelain", "--", "templates", "toolkit", "cmake"],
+             check=False)
+    state["uncommitted"] = [line[3:] for line in st.stdout.splitlines() if line.strip()]
+    return state

@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 
 from benchmarks import report
-from benchmarks.common import GLIBC_ENVS, BenchError, Compiler, generate, load_snapshot, machine
+from benchmarks.common import (GLIBC_ENVS, BenchError, Compiler, generate, load_snapshot, machine,
+                               source_state)
 
 ITEMS = ("cpu", "counter", "registration", "build")
 
@@ -98,6 +99,7 @@ def main(argv=None) -> int:
         "load_before": load_snapshot(),
         "items": items,
         "realtime": bool(launcher),
+        "source": source_state(),
     }
     try:
         if "cpu" in items or "counter" in items:
@@ -152,6 +154,11 @@ def render(result) -> str:
                  f"Load average before/after: "
                  f"{', '.join(f'{x:.2f}' for x in result['load_before']['loadavg'])} / "
                  f"{', '.join(f'{x:.2f}' for x in result['load_after']['loadavg'])}.")
+    src = result.get("source") or {}
+    if src.get("commit"):
+        parts.append(f"Generator measured: commit {src['commit']}"
+                     + (f" plus uncommitted changes to {', '.join(src['uncommitted'])}"
+                        if src.get("uncommitted") else "") + ".")
     busy = result["load_before"]["busy_processes"] + result["load_after"]["busy_processes"]
     if busy:
         parts.append("Other busy processes seen: " + "; ".join(dict.fromkeys(busy)) + ".")

@@ -37,6 +37,12 @@ def _classify_rseq(counts: dict, args: str, result: str) -> None:
         counts["rseq_register"] += 1
 
 
+def _split_result(text: str) -> tuple:
+    """'0x7f, 0x20, 0, 0x53053053)   = -1 EINVAL (...)' -> (arguments, '= -1 EINVAL (...)')."""
+    parts = re.split(r"\)\s*=", text, maxsplit=1)
+    return (parts[0], "=" + parts[1]) if len(parts) == 2 else (text, "")
+
+
 def count_syscalls(trace: str) -> dict:
     """Syscalls in an ``strace -f -o`` file: every call once (a call strace
     split into "<unfinished ...>" and "<... resumed>" counts once, classified
@@ -56,14 +62,12 @@ def count_syscalls(trace: str) -> dict:
                 if rest.rstrip().endswith("<unfinished ...>"):
                     pending[pid] = rest
                 else:
-                    args, _, result = rest.partition(") =")
-                    _classify_rseq(counts, args, "=" + result)
+                    _classify_rseq(counts, *_split_result(rest))
             continue
         m = _RESUMED_LINE.match(line)
         if m and m.group(2) == "rseq" and m.group(1) in pending:
             whole = pending.pop(m.group(1)).replace("<unfinished ...>", "").rstrip() + m.group(3)
-            args, _, result = whole.partition(") =")
-            _classify_rseq(counts, args, "=" + result)
+            _classify_rseq(counts, *_split_result(whole))
     for args in pending.values():  # never resumed (killed): count as made
         _classify_rseq(counts, args, "")
     return counts

@@ -84,7 +84,7 @@ def test_syscall_counter_reads_split_strace_lines():
     trace = "\n".join([
         "100 rseq(0x7f, 0x20, 0, 0x53053053 <unfinished ...>",
         "101 futex(0x1, FUTEX_WAIT, 2, NULL <unfinished ...>",
-        "100 <... rseq resumed>) = -1 EINVAL (Invalid argument)",
+        "100 <... rseq resumed>)               = -1 EINVAL (Invalid argument)",
         "101 <... futex resumed>) = 0",
         "102 rseq(0x7f, 0x20, 0x1, 0x53053053) = 0",
         "103 rseq(0x7f, 0x20, 0, 0x53053053) = 0",
