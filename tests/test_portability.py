@@ -105,6 +105,7 @@ class BuildResult:
     missing: str | None = None
     compile_errors: dict = field(default_factory=dict)   # variant -> stderr
     objects: dict = field(default_factory=dict)          # variant -> Path
+    manifests: dict = field(default_factory=dict)        # variant -> manifest Path
     link_error: str | None = None
     exe: Path | None = None
     stub_exe: Path | None = None
@@ -129,6 +130,7 @@ def _run(cmd, **kw) -> subprocess.CompletedProcess:
 
 def _build(t: Target, gendirs: dict, out: Path) -> BuildResult:
     res = BuildResult(t)
+    res.manifests = {v: gendirs[v] / "manifest.json" for v in VARIANTS}
     res.compiler, res.missing = _compiler(t)
     if res.compiler is None:
         return res
@@ -283,10 +285,12 @@ def test_rseq_gen_verify(builds, tid):
     the code they came from) and the linked program."""
     res = _get(builds, tid)
     assert res.exe is not None and res.objects.keys() == VARIANTS.keys()
-    paths = [res.objects[v] for v in ("compat", "compat-O0", "compat-dlopen-safe")]
-    proc = run_rseq_gen("verify", *paths, res.exe, check=False)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert " 0 error(s)" in proc.stdout and " 0 warning(s)" in proc.stdout, proc.stdout
+    groups = [("compat", [res.objects["compat"], res.objects["compat-O0"], res.exe])]
+    groups += [(v, [res.objects[v]]) for v in ("own", "glibc", "compat-dlopen-safe")]
+    for variant, paths in groups:
+        proc = run_rseq_gen("verify", "--manifest", res.manifests[variant], *paths, check=False)
+        assert proc.returncode == 0, f"{variant}:\n{proc.stdout}{proc.stderr}"
+        assert " 0 error(s)" in proc.stdout and " 0 warning(s)" in proc.stdout, proc.stdout
 
 
 def _command(t: Target, exe: Path, *args) -> list:
