@@ -195,7 +195,6 @@ def test_cli_reports_bad_inputs_and_checks_the_rest(samples, tmp_path):
     assert "RSEQ302" in proc.stdout  # the good input was still checked
 
 
-hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
 
 

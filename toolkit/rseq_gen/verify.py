@@ -122,10 +122,11 @@ def execute(args: argparse.Namespace) -> int:
         _attach_sources(findings, manifest, set(args.paths))
         closures = []
         if args.closure:
+            seen = {os.path.realpath(r["file"]["path"]): r for r in results}
             for res in results:
-                if res["facts"] is None or res["file"]["kind"] == "archive":
+                if res["facts"] is None or res["file"]["kind"] in ("archive", "relocatable"):
                     continue
-                c = _closure(res["file"]["path"], dep_ctx, run, findings, files, errors)
+                c = _closure(res["file"]["path"], dep_ctx, run, findings, files, errors, seen)
                 if c is None:
                     continue
                 facts_by_path = dict(c.pop("facts"))

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from rseq_gen.elf import ElfError, map_file, open_elf
 
 LD_SO_CACHE = "/etc/ld.so.cache"
+DF_1_NODEFLIB = 0x800  # -z nodeflib: neither the cache nor the default directories
 _NEW_MAGIC = b"glibc-ld.so.cache1.1"
 _OLD_MAGIC = b"ld.so-1.7.0"
 
@@ -137,7 +138,9 @@ def resolve(root_path: str, root_elf, env: dict | None = None) -> Closure:
     closure = Closure(root_path)
     elfclass, machine = root_elf.elfclass, root_elf.e_machine_code
     defaults = _default_dirs(elfclass, root_elf.e_machine)
-    ld_library_path = _expand(env.get("LD_LIBRARY_PATH", ""), os.getcwd(), elfclass)
+    # $ORIGIN in LD_LIBRARY_PATH means the executable's directory.
+    ld_library_path = _expand(env.get("LD_LIBRARY_PATH", ""),
+                              os.path.dirname(os.path.realpath(root_path)), elfclass)
     closure.loaded.append(Loaded(root_path, os.path.basename(root_path), None, root_elf))
     by_name: dict[str, Loaded] = {}
     seen_paths = {os.path.realpath(root_path)}
@@ -181,7 +184,8 @@ def resolve(root_path: str, root_elf, env: dict | None = None) -> Closure:
                 if elf is not None:
                     found = (c, elf)
                     break
-            if found is None and "/" not in name:
+            nodeflib = bool(dyn.get("flags_1", 0) & DF_1_NODEFLIB)
+            if found is None and "/" not in name and not nodeflib:
                 if cache is None:
                     cache = ld_cache()
                 searched.append(LD_SO_CACHE)
@@ -190,7 +194,7 @@ def resolve(root_path: str, root_elf, env: dict | None = None) -> Closure:
                     if elf is not None:
                         found = (c, elf)
                         break
-            if found is None and "/" not in name and not (runpath and dyn.get("flags_1", 0) & 0x800):
+            if found is None and "/" not in name and not nodeflib:
                 for d in defaults:
                     c = os.path.join(d, name)
                     searched.append(d)

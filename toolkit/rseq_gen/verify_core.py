@@ -214,7 +214,10 @@ def _owner(loaded: list[dict], facts_by_path: dict) -> dict:
                    "no rseq-gen code)"}
 
 
-def _closure(path: str, dep_ctx: Context, run, findings: list, files: list, errors: list) -> dict | None:
+def _closure(path: str, dep_ctx: Context, run, findings: list, files: list, errors: list,
+             seen: dict) -> dict | None:
+    """Resolve and check one input's closure. ``seen`` (path -> result) keeps
+    a library shared by several inputs' closures from being reported twice."""
     from rseq_gen.verify_closure import resolve
 
     try:
@@ -224,14 +227,14 @@ def _closure(path: str, dep_ctx: Context, run, findings: list, files: list, erro
     closure = resolve(path, elf)
     loaded = [{"path": l.path, "name": l.name, "needed_by": l.needed_by} for l in closure.loaded]
     deps = [l["path"] for l in loaded[1:]]
-    dep_results = run(deps, dep_ctx)
-    facts_by_path = {}
-    for dep, res in zip(deps, dep_results):
+    todo = [d for d in deps if os.path.realpath(d) not in seen]
+    for dep, res in zip(todo, run(todo, dep_ctx)):
+        seen[os.path.realpath(dep)] = res
         res["file"]["closure_of"] = path
         files.append(res["file"])
         findings.extend(res["findings"])
         errors.extend(res["errors"])
-        facts_by_path[dep] = res["facts"]
+    facts_by_path = {d: seen[os.path.realpath(d)]["facts"] for d in deps}
     return {"root": path, "loaded": loaded, "unresolved": closure.unresolved,
             "facts": facts_by_path}
 
