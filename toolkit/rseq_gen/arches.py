@@ -61,7 +61,7 @@ ARCHES: dict[str, Arch] = {
             machine_names=("x86_64", "amd64"),
             cross_triple="x86_64-linux-gnu",
             qemu="qemu-x86_64",
-            params={"seg": "fs", "word": "q", "ptr_directive": ".quad",
+            params={"seg": "fs", "word": "q", "ptr_directive": ".quad", "imm": "e",
                     "scratch": "rax", "pic_lea": "leaq {label}(%%rip), %%rax"},
         ),
         Arch(
@@ -76,7 +76,7 @@ ARCHES: dict[str, Arch] = {
             machine_names=("i386", "i486", "i586", "i686"),
             cross_triple="i686-linux-gnu",
             qemu="qemu-i386",
-            params={"seg": "gs", "word": "l", "ptr_directive": ".long",
+            params={"seg": "gs", "word": "l", "ptr_directive": ".long", "imm": "i",
                     "scratch": "eax"},
         ),
         Arch(
