@@ -367,6 +367,31 @@ def test_critical_section_rules(build, tmp_path, rule, over):
     assert rc == 0 and rep["findings"] == [], rep["findings"]
 
 
+@pytest.mark.parametrize("linker", [
+    ("gcc",), ("gcc", "-Wl,-z,pack-relative-relocs"),
+    ("clang", "-fuse-ld=lld"), ("clang", "-fuse-ld=lld", "-Wl,--pack-dyn-relocs=relr"),
+], ids=["bfd", "bfd-relr", "lld", "lld-relr"])
+def test_linkers_and_relative_relocation_forms(build, tmp_path, linker):
+    """RELA with the addend in place (GNU ld) or not (lld), and packed RELR:
+    descriptors resolve either way, so the good build is clean and a wrong
+    signature is still caught."""
+    compiler, *flags = linker
+    require_tool("ld.lld", "lld") if "-fuse-ld=lld" in flags else None
+    good, bad = _cs(build, "cs-good"), _cs(build, "cs-RSEQ406", SIG="0x12345678")
+    for o, expect in ((good, set()), (bad, {"RSEQ406"})):
+        lib = tmp_path / f"{o.stem}.so"
+        cc("-shared", "-nostdlib", *flags, "-o", lib, o, compiler=compiler)
+        rc, rep = verify(tmp_path, lib)
+        assert rules_of(rep) == expect, rep["findings"]
+        assert rep["files"][0]["critical_sections"] == {"descriptors": 1, "checked": 1}
+    gen = build.shared(f"libgen-{'-'.join(f.strip('-') for f in linker)}.so".replace("=", "_").replace(",", "_"),
+                       [build.obj("compat", "rg")], "-Wl,-z,nodelete", *flags, compiler=compiler)
+    rc, rep = verify(tmp_path, gen)
+    assert rc == 0, rep["findings"]
+    cs = rep["files"][0]["critical_sections"]
+    assert cs["descriptors"] > 0 and cs["checked"] == cs["descriptors"]
+
+
 def test_cs_section_layout(build, tmp_path):
     """RSEQ401: __rseq_cs aligned to 8 with a 24-byte descriptor."""
     bad = build.asm("cs-layout-bad", snippet(CS, **GOOD_CS).replace(".balign 32", ".balign 8")

@@ -494,17 +494,19 @@ class ElfFile:
         """Relocations the dynamic loader applies (all SHT_REL/RELA sections
         of an ALLOC kind, plus SHT_RELR unpacked), optionally limited to
         offsets in [lo, hi)."""
-        out: list[Reloc] = []
-        for s in self._sections:
-            if not s.flags & SHF_ALLOC:
-                continue
-            if s.type in ("SHT_RELA", "SHT_REL"):
-                for r in self._decode_relocs(s):
-                    if lo is None or lo <= r.offset < hi:
-                        out.append(r)
-            elif s.type == "SHT_RELR":
-                out.extend(r for r in self._relr(s) if lo is None or lo <= r.offset < hi)
-        return out
+        if not hasattr(self, "_dynrel"):
+            every: list[Reloc] = []
+            for s in self._sections:
+                if not s.flags & SHF_ALLOC:
+                    continue
+                if s.type in ("SHT_RELA", "SHT_REL"):
+                    every.extend(self._decode_relocs(s))
+                elif s.type == "SHT_RELR":
+                    every.extend(self._relr(s))
+            self._dynrel = every
+        if lo is None:
+            return list(self._dynrel)
+        return [r for r in self._dynrel if lo <= r.offset < hi]
 
     def _relr(self, sec: Section) -> list[Reloc]:
         word = 8 if self.elfclass == 64 else 4
