@@ -280,6 +280,23 @@ def test_hidden_abi_under_cpu_id(build, tmp_path):
     assert rc == 0, rep["findings"]
 
 
+@pytest.mark.parametrize("protocol", ["compat", "handled"])
+def test_executable_exports_shared_symbols(build, tmp_path, protocol):
+    """RSEQ109: an executable's shared symbols must be in .dynsym for
+    modules dlopen'd later; the protocol row lists the link flags."""
+    d = build.gen(protocol, "rg")
+    main = tmp_path / "main.c"
+    main.write_text('#include "rg_rseq.h"\nint main(void){ return rg_register_current_thread() < -1; }\n')
+    bad, good = tmp_path / "bad", tmp_path / "good"
+    cc("-O2", "-I", d, "-o", bad, main, d / "rg_rseq.c")
+    cc("-O2", "-I", d, "-o", good, main, d / "rg_rseq.c", *PROTOCOLS[protocol].executable_link_flags)
+    rc, rep = verify(tmp_path, bad)
+    flagged = {f["symbol"] for f in rep["findings"] if f["rule"] == "RSEQ109"}
+    assert flagged == set(PROTOCOLS[protocol].shared_symbols) and rc == 0  # a warning
+    rc, rep = verify(tmp_path, good, "--fail-on", "warning")
+    assert rc == 0, rep["findings"]
+
+
 def test_private_area_exported(build, tmp_path):
     """RSEQ106: the own protocol keeps its area private."""
     bad = build.asm("private-bad", snippet("private.S", BIND=".globl"))

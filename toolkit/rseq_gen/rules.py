@@ -60,6 +60,10 @@ RULE_LIST = (
          "`__rseq_handled` must be a 4-byte data object.",
          "__rseq_handled is {type}, {size} bytes; expected a 4-byte object",
          "Define `int __rseq_handled` (weak, default visibility, not thread-local)."),
+    Rule("RSEQ109", "executable-symbol-not-dynamic", "warning", "Symbols",
+         "A dynamically linked executable defines a shared coordination symbol but does not export it (.dynsym): libraries dlopen'd later bind to their own copy instead of the executable's.",
+         "{symbol} is defined but missing from .dynsym; protocol {protocol} shares it with modules loaded later",
+         "Link the executable with `-Wl,--export-dynamic-symbol=<name>` for each shared symbol (rseq_gen.protocols: executable_link_flags)."),
     # ---- glibc ABI ------------------------------------------------------
     Rule("RSEQ201", "glibc-strong-reference", "error", "glibc ABI",
          "A strong reference to `__rseq_offset`, `__rseq_size` or `__rseq_flags` needs glibc 2.35: the file does not load on the older glibc that `--min-glibc` asks for.",

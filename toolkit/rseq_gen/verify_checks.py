@@ -301,6 +301,15 @@ def _check_area_symbols(unit, ctx, syms: Symbols, protocols, private_names, fact
             proto = next((pr for pr in protocols if _protocol(pr) and _protocol(pr).area == "private"),
                          "own")
             unit.add("RSEQ106", symbol=name, bind=p.bind, visibility=p.visibility, protocol=proto)
+    kind = unit.elf.kind()
+    if kind in ("pie-executable", "executable") and unit.elf.segment("PT_DYNAMIC") is not None:
+        for proto in dict.fromkeys(protocols):
+            p = _protocol(proto)
+            if p is None:
+                continue
+            for name in p.shared_symbols:
+                if syms.best(name) is not None and syms.dyn(name) is None:
+                    unit.add("RSEQ109", symbol=name, protocol=proto)
     r = syms.best("__rseq_refcount")
     if r is not None and (r.type != "STT_TLS" or r.size != 4):
         unit.add("RSEQ107", symbol="__rseq_refcount", type=r.type, size=r.size)
