@@ -40,8 +40,8 @@ def render_text(report: dict) -> str:
     lines = []
     for f in report["findings"]:
         lines.append(f"{_where(f)}: {f['severity']} {f['rule']} {f['name']}: {f['message']}")
-    for e in report["errors"]:
-        lines.append(f"{_where(e)}: error: {e['message']}")
+    # Unreadable inputs are not repeated here: verify prints one line for
+    # each on stderr, and the summary counts them.
     for c in report.get("closures", []):
         lines.append(f"{c['root']}: registration owner: {c['owner']['owner']} ({c['owner']['why']})")
         for m in c["owner"].get("modules", []):
