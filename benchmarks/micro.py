@@ -183,6 +183,9 @@ class Micro:
         whatif_note = None
         diags = []
         if counter:
+            diags.append((counter_bin, Case("diag_no_offcheck",
+                                            "diag: counter_add without the offset!=0 branch",
+                                            0.5, True), False))
             diags.append((counter_bin, Case("diag_hoisted",
                                             "diag: same critical section, offset read once per loop",
                                             0.5, True), False))

@@ -17,6 +17,9 @@
  *   diag_hoisted  the same critical section (the generated
  *                 bench__arch_cs_add) with the area offset read once before
  *                 the loop instead of twice per increment;
+ *   diag_no_offcheck  the offset loaded per call as generated, but no
+ *                 `offset != 0` branch (as if the offset were valid from
+ *                 load time);
  *   diag_add_imm  a plain `addq $1, (slot)` on this CPU's slot, no rseq;
  *   diag_add_reg  the same with the 1 in a register, `addq %reg, (slot)`:
  *                 the instruction the generated critical section uses. */
@@ -121,6 +124,28 @@ BENCH_FN static void loop_diag_add_reg(long n)
 }
 #endif
 
+BENCH_FN static void loop_diag_no_offcheck(long n)
+{
+    intptr_t *base = (intptr_t *)slots;
+    if (__atomic_load_n(&bench_rseq_area_offset, __ATOMIC_RELAXED) == 0) {
+        loop_rseqgen(n);
+        return;
+    }
+    BENCH_PAD();
+    for (long i = 0; i < n; i++) {
+        for (;;) {
+            ptrdiff_t off = __atomic_load_n(&bench_rseq_area_offset, __ATOMIC_RELAXED);
+            int cpu = bench__arch_load_s32(off, offsetof(struct bench_rseq_area, cpu_id));
+            if (__builtin_expect(cpu < 0, 0)) {
+                bench_percpu_counter_add(base, STRIDE, 1);
+                break;
+            }
+            if (__builtin_expect(bench__arch_cs_add(off, slot_of((char *)base, cpu), 1, cpu) == 0, 1))
+                break;
+        }
+    }
+}
+
 BENCH_FN static void loop_shared_atomic(long n)
 {
     BENCH_PAD();
@@ -180,6 +205,8 @@ int main(int argc, char **argv)
         loop = loop_sched_getcpu_atomic;
     else if (strcmp(argv[1], "diag_hoisted") == 0)
         loop = loop_diag_hoisted;
+    else if (strcmp(argv[1], "diag_no_offcheck") == 0)
+        loop = loop_diag_no_offcheck;
 #if defined(__x86_64__)
     else if (strcmp(argv[1], "diag_add_imm") == 0)
         loop = loop_diag_add_imm;
