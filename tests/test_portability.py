@@ -37,6 +37,7 @@ from conftest import ROOT, run_rseq_gen
 
 from rseq_gen.arches import ARCHES
 from rseq_gen.probe import TP_STUBS
+from rseq_gen.protocols import PROTOCOLS
 
 CFLAGS = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic"]
 TEST_PROGRAM = ROOT / "tests" / "c" / "cross_count.c"
@@ -164,6 +165,10 @@ def _build(t: Target, gendirs: dict, out: Path) -> BuildResult:
             TEST_PROGRAM, gdir / f"{PREFIX}_rseq.c", "-o", exe]
     if t.static:
         link.insert(len(res.compiler), "-static")
+    else:
+        # Export the shared symbols so later dlopen'd modules bind to them
+        # (verify RSEQ109), as the README tells users to.
+        link += PROTOCOLS["compat"].executable_link_flags
     p = _run(link)
     # Link-time notes (glibc's "dlopen in static binaries") are not compiler
     # warnings; only the exit status counts here.
