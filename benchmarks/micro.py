@@ -190,7 +190,8 @@ class Micro:
                                             "diag: same critical section, offset read once per loop",
                                             0.5, True), False))
         if whatif is None and counter:
-            whatif_note = f"generated header has no {WHATIF_FROM!r}: what-if skipped"
+            whatif_note = (f"(No what-if rows: the generated header no longer passes the count as "
+                           f"{WHATIF_FROM}, the change they tried.)")
         elif whatif is not None:
             wbin = self._build("bench_counter", "whatif", aligned_flags(), gen_dir=whatif)
             diags.append((wbin, Case("rseqgen", f"what-if: counter_add with {WHATIF_TO} "
