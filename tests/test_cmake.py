@@ -152,8 +152,10 @@ def rseq_env(tmp_path_factory) -> RseqEnv:
     # the venv's own site-packages (our wheel) come first.
     run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", venv])
     python = venv / "bin" / "python"
+    # --ignore-installed: an rseq-gen already in the system site-packages (CI
+    # installs one) must not stand in for the wheel under test.
     run([sys.executable, "-m", "pip", "--python", python, "install", "--quiet", "--no-deps",
-         "--no-index", "--disable-pip-version-check", wheel])
+         "--no-index", "--ignore-installed", "--disable-pip-version-check", wheel])
     rseq_gen = venv / "bin" / "rseq-gen"
     assert rseq_gen.exists(), "the wheel did not install the rseq-gen script"
     cmakedir = Path(run([rseq_gen, "--cmakedir"]).stdout.strip())
