@@ -165,3 +165,16 @@ def test_object_carries_the_protocol_note(tmp_path):
             desc = notes[0]["n_desc"]
             desc = desc if isinstance(desc, str) else bytes(desc).decode()
             assert "protocol=refcount" in desc and "prefix=pfx" in desc
+
+
+def test_unwritable_destination_is_one_line_and_writes_nothing(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    proc = run_rseq_gen("generate", "--output-dir", blocker, check=False)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in proc.stderr
+    # the manifest cannot be written: neither are the sources (all or nothing)
+    out = tmp_path / "out"
+    proc = run_rseq_gen("generate", "--output-dir", out, "--manifest", blocker / "m.json", check=False)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert not out.exists() or not any(out.iterdir())

@@ -56,6 +56,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rseq-gen: error: {exc}" if not str(exc).startswith("rseq-gen") else f"{exc}",
               file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:
+        # an unwritable output directory, a path that is a file, a full disk
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"rseq-gen: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

@@ -1,4 +1,5 @@
-"""Atomic file output: every file rseq-gen writes appears whole or not at all."""
+"""Atomic file output: every file rseq-gen writes appears whole or not at all,
+and a set of files is written only once all of them could be prepared."""
 
 from __future__ import annotations
 
@@ -7,27 +8,34 @@ import tempfile
 from pathlib import Path
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temp file in the same directory and
-    a rename, so readers never see a half-written file."""
-    path = Path(path)
+def _prepare(path: Path, text: str) -> str:
+    """Write ``text`` to a temp file next to ``path``; return its name."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
             f.write(text)
         os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        os.unlink(tmp)
         raise
+    return tmp
 
 
 def write_all_atomic(files: dict[Path, str]) -> None:
-    """Write several files; if one fails, the ones already renamed stay
-    consistent individually (each is whole), and no temp file is left."""
-    for path, text in files.items():
-        write_atomic(path, text)
+    """Write several files: all temp files first, then one rename each, so a
+    failure (a bad directory, a full disk) leaves no output file touched."""
+    staged: list[tuple[str, Path]] = []
+    try:
+        for path, text in files.items():
+            staged.append((_prepare(Path(path), text), Path(path)))
+    except BaseException:
+        for tmp, _ in staged:
+            os.unlink(tmp)
+        raise
+    for tmp, path in staged:
+        os.replace(tmp, path)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    write_all_atomic({Path(path): text})

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from rseq_gen import __version__, abi
 from rseq_gen.arches import ARCHES
-from rseq_gen.fsutil import write_atomic
+from rseq_gen.fsutil import write_all_atomic
 from rseq_gen.protocols import DEFAULT_PROTOCOL, PROTOCOLS
 from rseq_gen.settings import TLS_MODELS, GenerateOptions, option_docs
 from rseq_gen.templating import PACKAGE_DIR, make_environment
@@ -175,24 +175,22 @@ def depfile_text(target: Path, deps: list[Path]) -> str:
 
 def write_outputs(gen: Generated, output_dir: Path, manifest: Path | None, depfile: Path | None,
                   origin: str | None = None) -> list[Path]:
+    """Write the generated files, the manifest and the depfile, all or none."""
     output_dir = Path(output_dir)
-    written = []
-    for name, text in gen.files.items():
-        path = output_dir / name
-        write_atomic(path, text)
-        written.append(path)
+    files: dict[Path, str] = {output_dir / name: text for name, text in gen.files.items()}
     if manifest is not None:
         data = dict(gen.manifest)
         data["output_dir"] = str(output_dir.resolve())
         if origin:
             file, _, line = origin.rpartition(":")
-            data["origin"] = {"file": file, "line": int(line)} if line.isdigit() and file else {"file": origin, "line": None}
-        write_atomic(Path(manifest), json.dumps(data, indent=2, sort_keys=True) + "\n")
-        written.append(Path(manifest))
+            data["origin"] = ({"file": file, "line": int(line)} if line.isdigit() and file
+                              else {"file": origin, "line": None})
+        files[Path(manifest)] = json.dumps(data, indent=2, sort_keys=True) + "\n"
     if depfile is not None:
         deps = sorted(set(gen.templates_read)) + _generator_sources()
-        write_atomic(Path(depfile), depfile_text(written[0], deps))
-    return written
+        files[Path(depfile)] = depfile_text(output_dir / next(iter(gen.files)), deps)
+    write_all_atomic(files)
+    return list(files)
 
 
 def configure_parser(sub) -> None:
