@@ -4,6 +4,8 @@ into the JSON report)."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 import struct
 from dataclasses import dataclass, field
 
@@ -653,14 +655,14 @@ def _check_ptr_array(unit, cs_secs, ptr_secs, descriptors) -> None:
                          problem=f"entry {i} points at {_fmt_addr(elf, target)}, which is not the "
                                  f"start of a descriptor in {abi.CS_SECTION}")
             pointed.append(key)
-    dups = {k for k in pointed if pointed.count(k) > 1} if len(pointed) < 5000 else set()
-    for k in sorted(dups, key=lambda k: (k[0] or 0, k[1])):
+    counts = Counter(pointed)
+    for k in sorted((k for k, n in counts.items() if n > 1), key=lambda k: (k[0] or 0, k[1])):
         unit.add("RSEQ407", section=abi.CS_PTR_SECTION,
-                 problem=f"descriptor {_fmt_addr(elf, k)} is listed {pointed.count(k)} times")
+                 problem=f"descriptor {_fmt_addr(elf, k)} is listed {counts[k]} times")
     if len(pointed) != len(descriptors):
         unit.add("RSEQ407", section=abi.CS_PTR_SECTION,
                  problem=f"{len(pointed)} pointer(s) for {len(descriptors)} descriptor(s)")
-    missing = [k for k in descriptors if k not in set(pointed)]
+    missing = [k for k in descriptors if k not in counts]
     for k in missing[:10]:
         unit.add("RSEQ407", section=abi.CS_PTR_SECTION,
                  problem=f"descriptor {_fmt_addr(elf, k)} has no pointer in {abi.CS_PTR_SECTION}")
