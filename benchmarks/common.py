@@ -18,11 +18,14 @@ ROOT = Path(__file__).resolve().parent.parent
 C_DIR = Path(__file__).resolve().parent / "c"
 PREFIX = "bench"
 
+# The generator's own tables (protocols, environments): from the checkout
+# when run from one, else the installed package.
+if (ROOT / "toolkit" / "rseq_gen").is_dir() and str(ROOT / "toolkit") not in sys.path:
+    sys.path.insert(0, str(ROOT / "toolkit"))
+from rseq_gen.protocols import ENVIRONMENT_VARIABLES, PROTOCOLS  # noqa: E402,F401 (re-exported)
+
 #: The two glibc settings every ownership-dependent case runs under.
-GLIBC_ENVS = {
-    "glibc": {},                                        # glibc registers rseq (default)
-    "glibc-rseq-off": {"GLIBC_TUNABLES": "glibc.pthread.rseq=0"},
-}
+GLIBC_ENVS = {env: ENVIRONMENT_VARIABLES[env] for env in ("glibc", "glibc-rseq-off")}
 
 
 class BenchError(RuntimeError):

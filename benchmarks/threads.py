@@ -6,10 +6,9 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import sys
 from pathlib import Path
 
-from benchmarks.common import (C_DIR, GLIBC_ENVS, ROOT, Compiler, Sample, generate, run,
+from benchmarks.common import (C_DIR, GLIBC_ENVS, PROTOCOLS, Compiler, Sample, generate, run,
                                run_kv)
 
 BASELINE = "none"
@@ -76,10 +75,6 @@ def count_syscalls(trace: str) -> dict:
 def _protocols():
     """Protocol names and the owner each one should report, per environment,
     read from the generator's own table."""
-    toolkit = ROOT / "toolkit"
-    if (toolkit / "rseq_gen").is_dir() and str(toolkit) not in sys.path:
-        sys.path.insert(0, str(toolkit))
-    from rseq_gen.protocols import PROTOCOLS
     return {name: p.owner for name, p in PROTOCOLS.items()}
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, generate, require_tool
-from rseq_gen.protocols import ENVIRONMENTS, LIBC_REGISTERS, PROTOCOLS
+from rseq_gen.protocols import ENVIRONMENT_VARIABLES, ENVIRONMENTS, LIBC_REGISTERS, PROTOCOLS
 
 C_DIR = ROOT / "tests" / "c"
 CFLAGS = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O2", "-g"]
@@ -44,12 +44,12 @@ class Build:
 
 
 ENV_BUILDS = {
-    "glibc": Build("dyn", {}),
-    "glibc-rseq-off": Build("dyn", {"GLIBC_TUNABLES": "glibc.pthread.rseq=0"}),
-    "glibc-static": Build("static", {}),
-    "musl-static": Build("musl", {}),
-    "seccomp-enosys": Build("dyn", {}, ("--seccomp", "enosys")),
-    "seccomp-eperm": Build("dyn", {}, ("--seccomp", "eperm")),
+    "glibc": Build("dyn", ENVIRONMENT_VARIABLES["glibc"]),
+    "glibc-rseq-off": Build("dyn", ENVIRONMENT_VARIABLES["glibc-rseq-off"]),
+    "glibc-static": Build("static", ENVIRONMENT_VARIABLES["glibc-static"]),
+    "musl-static": Build("musl", ENVIRONMENT_VARIABLES["musl-static"]),
+    "seccomp-enosys": Build("dyn", ENVIRONMENT_VARIABLES["seccomp-enosys"], ("--seccomp", "enosys")),
+    "seccomp-eperm": Build("dyn", ENVIRONMENT_VARIABLES["seccomp-eperm"], ("--seccomp", "eperm")),
 }
 assert set(ENV_BUILDS) == set(ENVIRONMENTS)
 
@@ -237,7 +237,8 @@ def test_matrix(protocol, env_name, cc, matrix_builds, tmp_path):
     child = by_event["fork_child"][0]
     assert child["got"] == child["expected"]
     assert child["owner"] == main_owners["m"], "after fork the child keeps the parent's registration"
-    if "dlopen" in by_event:
+    assert ("dlopen" in by_event) == (build.variant == "dyn"), "the plugin scenario runs with dynamic linking"
+    if build.variant == "dyn":
         d = by_event["dlopen"][0]
         assert d["iterations"] == 200 and d["same_owner"] and d["plugin_exact"]
         assert d["got"] == d["expected"]

@@ -61,8 +61,10 @@ ARCHES: dict[str, Arch] = {
             machine_names=("x86_64", "amd64"),
             cross_triple="x86_64-linux-gnu",
             qemu="qemu-x86_64",
-            params={"seg": "fs", "word": "q", "ptr_directive": ".quad", "imm": "e",
-                    "scratch": "rax", "pic_lea": "leaq {label}(%%rip), %%rax"},
+            params={"seg": "fs", "word": "q", "imm": "e", "scratch": "rax",
+                    # a 64-bit descriptor field; the descriptor's address (PC-relative)
+                    "ptr64": ".quad {0}",
+                    "load_cs": ["leaq 3b(%%rip), %%rax"]},
         ),
         Arch(
             name="i386",
@@ -76,8 +78,10 @@ ARCHES: dict[str, Arch] = {
             machine_names=("i386", "i486", "i586", "i686"),
             cross_triple="i686-linux-gnu",
             qemu="qemu-i386",
-            params={"seg": "gs", "word": "l", "ptr_directive": ".long", "imm": "i",
-                    "scratch": "eax"},
+            params={"seg": "gs", "word": "l", "imm": "i", "scratch": "eax",
+                    "ptr64": ".long {0}, 0x0",
+                    # no PC-relative lea: take the descriptor from a call's return address
+                    "load_cs": ["call 5f", r"5:\tpopl %%eax", "leal (3b - 5b)(%%eax), %%eax"]},
         ),
         Arch(
             name="aarch64",

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from rseq_gen.errors import UsageError
 from rseq_gen.generate import render, write_outputs
-from rseq_gen.protocols import DEFAULT_PROTOCOL, PROTOCOLS
+from rseq_gen.protocols import DEFAULT_PROTOCOL, ENVIRONMENT_VARIABLES, PROTOCOLS
 from rseq_gen.settings import GenerateOptions
 from rseq_gen.templating import PACKAGE_DIR
 
@@ -26,16 +26,15 @@ DEMO_SRC = PACKAGE_DIR / "demo_src"
 @dataclass(frozen=True)
 class DemoEnv:
     name: str
+    env_id: str                     # a row of rseq_gen.protocols.ENVIRONMENTS
     build: str                      # "dynamic", "static" or "musl"
-    env: tuple = ()
-    needs: str | None = None        # a tool this environment needs
 
 
 DEMO_ENVS = (
-    DemoEnv("glibc (default)", "dynamic"),
-    DemoEnv("glibc.pthread.rseq=0", "dynamic", (("GLIBC_TUNABLES", "glibc.pthread.rseq=0"),)),
-    DemoEnv("static glibc", "static"),
-    DemoEnv("musl static", "musl", needs="musl-gcc"),
+    DemoEnv("glibc (default)", "glibc", "dynamic"),
+    DemoEnv("glibc.pthread.rseq=0", "glibc-rseq-off", "dynamic"),
+    DemoEnv("static glibc", "glibc-static", "static"),
+    DemoEnv("musl static", "musl-static", "musl"),
 )
 
 
@@ -85,13 +84,13 @@ def run_all(workdir: Path, builds) -> list[dict]:
     rows = []
     for env in DEMO_ENVS:
         binary, reason = builds[env.build]
-        row = {"environment": env.name}
+        row = {"environment": env.name, "env_id": env.env_id}
         if binary is None:
             row["skipped"] = reason
             rows.append(row)
             continue
         run_env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
-        run_env.update(dict(env.env))
+        run_env.update(ENVIRONMENT_VARIABLES[env.env_id])
         args = [str(binary)] + ([str(workdir / "plugin.so")] if env.build == "dynamic" else [])
         proc = subprocess.run(args, env=run_env, capture_output=True, text=True, timeout=120)
         try:

@@ -23,6 +23,10 @@ ENVIRONMENTS = (
 )
 #: Environments in which the libc registers every thread itself.
 LIBC_REGISTERS = frozenset({"glibc", "glibc-static"})
+#: Process environment variables that make an environment (the others are
+#: made by how the program is linked, or by a seccomp filter).
+ENVIRONMENT_VARIABLES = {env: {} for env in ENVIRONMENTS}
+ENVIRONMENT_VARIABLES["glibc-rseq-off"] = {"GLIBC_TUNABLES": "glibc.pthread.rseq=0"}
 
 
 @dataclass(frozen=True)
