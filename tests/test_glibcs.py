@@ -87,14 +87,20 @@ RUNTIMES = [Runtime(v, on) for v, r in RELEASES.items() for on in ((True, False)
 
 @dataclass(frozen=True)
 class Scenario:
-    """One program of tests/test_matrix.py: the build variant, what its run
-    asserts, and its modules as the prediction sees them (start-up modules,
-    then the ones dlopen'd later)."""
+    """One program of tests/test_matrix.py: its build variant
+    (MatrixBuild.binary), what its run asserts (protocol, protocol-table
+    column, run -> events by name), and what the prediction is given: the
+    rseq-gen modules loaded at start-up and later with dlopen (labels, as
+    the program reports them), any other adopter in the process, and which
+    group touches a thread first (rseq_gen.coexistence.predict). A peer
+    fixture is one more row."""
 
     variant: str
     check: Callable
     startup: tuple[str, ...]
     dlopened: tuple[str, ...] = ()
+    peers: tuple[Member, ...] = ()
+    first: str = "rseq-gen"
 
 
 SCENARIOS = {
@@ -170,8 +176,8 @@ def check_prediction(protocol: str, scenario: Scenario, runtime: Runtime, by_eve
     depends on the order their constructors run, which the table does not
     fix (tests/test_matrix.py checks that exactly one does)."""
     members = [Member(label, "rseq-gen", protocol) for label in scenario.startup]
-    members += [Member(label, "rseq-gen", protocol, "dlopen") for label in scenario.dlopened]
-    predicted = predict(members, runtime.libc_env, "rseq-gen").threads
+    members += [*scenario.peers, *(Member(label, "rseq-gen", protocol, "dlopen") for label in scenario.dlopened)]
+    predicted = predict(members, runtime.libc_env, scenario.first).threads
 
     def startup(owners: dict) -> list:
         return sorted(owners[label] for label in scenario.startup)
@@ -264,3 +270,18 @@ def test_fetch_failure_is_one_line(tmp_path):
     assert "\n" not in message
     assert message.startswith("could not fetch glibc 0.0 (Debian bullseye: libc6) from http://127.0.0.1:9/debian: ")
     assert not any(p.name == "root" for p in tmp_path.rglob("*"))
+
+
+def test_docs_list_the_releases_the_suite_runs_under():
+    """README.md and docs/support-matrix.md name exactly the releases of
+    tests/glibcs.py, each with its Debian suite."""
+    from conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Supported glibc versions"):]
+    section = section[:section.index("\n## ", 1)]
+    rows = set(re.findall(r"^\| (\d+\.\d+) \| \d+ (\w+)", section, re.M))
+    assert rows == {(v, r.suite) for v, r in RELEASES.items()}
+    matrix = (ROOT / "docs" / "support-matrix.md").read_text()
+    section = matrix[matrix.index("## glibc versions"):]
+    assert set(re.findall(r"^\| (\d+\.\d+) \| (\w+)", section, re.M)) == {(v, r.suite) for v, r in RELEASES.items()}
