@@ -32,7 +32,8 @@ SYSROOT_PACKAGES = ("libc6", "libc6-dev", "linux-libc-dev", "libgcc-s1")
 LOADER = "ld-linux-x86-64.so.2"
 
 
-def _version_tuple(version: str) -> tuple[int, ...]:
+def version_key(version: str) -> tuple[int, ...]:
+    """"2.31" -> (2, 31), for comparing releases."""
     return tuple(int(x) for x in version.split("."))
 
 
@@ -56,10 +57,6 @@ class Release:
     #: Also a build sysroot (SYSROOT_PACKAGES).
     sysroot: bool = False
     mirror: str = MIRROR
-
-    @property
-    def key(self) -> tuple[int, ...]:
-        return _version_tuple(self.version)
 
     @property
     def rseq_abi(self) -> bool:

@@ -31,7 +31,7 @@ from typing import Callable
 import pytest
 
 from conftest import run_rseq_gen
-from glibcs import RELEASES, FetchError, Release, host_version, provide
+from glibcs import RELEASES, FetchError, Release, host_version, provide, version_key
 from rseq_gen import abi
 from rseq_gen.coexistence import Member, predict
 from rseq_gen.protocols import ENVIRONMENT_VARIABLES, PROTOCOLS
@@ -41,10 +41,6 @@ HOST = host_version()
 #: Fewer threads and adds than tests/test_matrix.py: every scenario still
 #: runs (migrations, signals, fork, 200 dlopen/dlclose), on many glibcs.
 THREADS, ADDS = "4", "20000"
-
-
-def _key(version: str) -> tuple[int, ...]:
-    return tuple(int(x) for x in version.split("."))
 
 
 #: The glibcs programs are built against: the host's, and every release
@@ -196,7 +192,7 @@ RUN_CASES = [
     for built_on in BUILT_ON for runtime in RUNTIMES
     # a program loads on the glibc it was built against and on newer ones;
     # the host's build on the host's glibc is tests/test_matrix.py
-    if _key(runtime.glibc) >= _key(built_on) and not (built_on == HOST == runtime.glibc)
+    if version_key(runtime.glibc) >= version_key(built_on) and not (built_on == HOST == runtime.glibc)
 ]
 
 
@@ -252,7 +248,7 @@ def test_verify_min_glibc_agrees_with_the_loader(built_on, old, matrix_builds, g
     for path in files:
         missing = _missing_versions(loader, path)
         assert (abi.GLIBC_SYMBOL_VERSION in missing) == (str(path) in rseq201), (path, missing, sorted(rseq201))
-        if _key(built_on) <= _key(old):
+        if version_key(built_on) <= version_key(old):
             assert not missing, f"{path} built against glibc {built_on} does not load on {old}: {missing}"
         else:
             assert missing, f"{path} built against glibc {built_on} loads on {old}"
