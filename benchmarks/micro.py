@@ -36,6 +36,17 @@ CPU_CASES = (
 #: module uses), in its own binary.
 GD_CASE = Case("rseqgen", "diag: bench_current_cpu(), code generated with --tls-model "
                           "global-dynamic", 1.0, floor="floor", diagnostic=True)
+#: The same generated code as shared-object code: the program compiled -fPIC
+#: and the generated file in a shared library it links (the fast paths read
+#: P_rseq_area_offset through the GOT and test it for 0).
+PIC_CPU_CASE = Case("rseqgen", "diag: bench_current_cpu(), shared-object code (-fPIC, module "
+                               "in a .so)", 1.0, floor="floor", diagnostic=True)
+PIC_COUNTER_CASE = Case("rseqgen", "diag: bench_percpu_counter_add(), shared-object code "
+                                   "(-fPIC, module in a .so)", 0.5, floor="floor",
+                        diagnostic=True)
+GD_COUNTER_CASE = Case("rseqgen", "diag: bench_percpu_counter_add(), code generated with "
+                                  "--tls-model global-dynamic", 0.5, floor="floor",
+                       diagnostic=True)
 #: Cases of the alignment sweep (the fast ones; the syscall is far above any
 #: alignment effect).
 CPU_SWEEP = ("rseqgen", "floor", "tls", "sched_getcpu")
@@ -105,6 +116,16 @@ class Micro:
         return self.cc.build(out, [C_DIR / f"{prog}.c", gen_dir / "bench_rseq.c"],
                              gen_dir=gen_dir, flags=flags)
 
+    def _build_pic(self, prog: str) -> Path:
+        """prog as shared-object code, linked against libbench_rseq.so."""
+        lib = self.work / "libbench_rseq.so"
+        if not lib.exists():
+            self.cc.build(lib, [self.gen / "bench_rseq.c"], gen_dir=self.gen,
+                          flags=("-fPIC", "-shared", "-Wl,-z,nodelete"))
+        return self.cc.build(self.work / f"{prog}_pic", [C_DIR / f"{prog}.c"], gen_dir=self.gen,
+                             flags=(*aligned_flags(), "-fPIC"),
+                             libs=("-L", str(self.work), f"-Wl,-rpath,{self.work}", "-lbench_rseq"))
+
     def _run_cpu(self, binary, case: Case, env: str):
         out = run_kv([*self.launcher, binary, case.name, _iters(self.base, case)], GLIBC_ENVS[env])
         return float(out["ns_per_op"]), float(out["wall_ns_per_op"]), out.get("owner")
@@ -138,6 +159,8 @@ class Micro:
         gd_gen = generate(self.work / "gen-compat-gd", "compat", "--tls-model", "global-dynamic")
         gd_bin = self._build("bench_cpu", "gd", aligned_flags(), gen_dir=gd_gen)
         counter_bin = self._build("bench_counter", "aligned", aligned_flags())
+        gd_counter_bin = self._build("bench_counter", "gd", aligned_flags(), gen_dir=gd_gen)
+        cpu_pic, counter_pic = self._build_pic("bench_cpu"), self._build_pic("bench_counter")
         records = []
 
         if cpu:
@@ -147,11 +170,15 @@ class Micro:
                 for c in CPU_CASES:
                     jobs[(env, c)] = (lambda c=c, env=env: self._run_cpu(cpu_bin, c, env))
                 jobs[(env, GD_CASE)] = (lambda env=env: self._run_cpu(gd_bin, GD_CASE, env))
+                jobs[(env, PIC_CPU_CASE)] = (
+                    lambda env=env: self._run_cpu(cpu_pic, PIC_CPU_CASE, env))
             self.log("current_cpu: measuring")
             for (env, c), (runs, walls, owner) in self._measure(jobs).items():
                 extra = {"wall_median_ns": walls.median}
                 if c is GD_CASE:
                     extra["tls_model"] = "global-dynamic"
+                if c is PIC_CPU_CASE:
+                    extra["code"] = "shared-object"
                 records.append(_record("current_cpu", env, c, runs, owner=owner, extra=extra))
 
         if counter:
@@ -159,6 +186,10 @@ class Micro:
             for t in self.threads:
                 jobs = {(env, c): (lambda c=c, env=env, t=t: self._run_counter(counter_bin, c, env, t))
                         for env in GLIBC_ENVS for c in COUNTER_CASES}
+                for env in GLIBC_ENVS:
+                    for c, b in ((GD_COUNTER_CASE, gd_counter_bin), (PIC_COUNTER_CASE, counter_pic)):
+                        jobs[(env, c)] = (lambda c=c, b=b, env=env, t=t:
+                                          self._run_counter(b, c, env, t))
                 self.log(f"percpu_counter, {t} thread(s): measuring")
                 for (env, c), (runs, walls, owner) in self._measure(jobs).items():
                     records.append(_record("percpu_counter", env, c, runs, threads=t, owner=owner,
