@@ -64,6 +64,8 @@ PATHS = (
     ("current_cpu_raw", True),
     ("area", True),
     ("counter_add", True),
+    ("current_cpu_at", True),
+    ("counter_add_at", True),
     ("percpu_add", False),
     ("percpu_cmpxchg", False),
 )

@@ -29,8 +29,9 @@ CPU_CASES = (
     Case("tls", "plain TLS load", 1.0, floor="floor"),
     Case("sched_getcpu", "sched_getcpu()", 0.5, floor="floor"),
     Case("syscall", "raw getcpu syscall", 0.01, floor="floor"),
-    Case("floor_hoisted", "diag: floor current_cpu, offset read once before the loop", 1.0,
-         floor="floor", diagnostic=True),
+    Case("rseqgen_at", "bench_current_cpu_at(off), off = bench_area_offset() once", 1.0,
+         floor="floor_hoisted"),
+    Case("floor_hoisted", "floor: current_cpu, offset read once before the loop", 1.0),
 )
 #: The same generated code with --tls-model global-dynamic (what a dlopen'd
 #: module uses), in its own binary.
@@ -56,8 +57,9 @@ COUNTER_CASES = (
     Case("floor", "floor: counter add", 0.5),
     Case("shared_atomic", "__atomic_fetch_add, one shared counter", 0.1, floor="floor"),
     Case("sched_getcpu_atomic", "sched_getcpu() + atomic on per-CPU slot", 0.1, floor="floor"),
-    Case("floor_hoisted", "diag: floor counter add, offset read once before the loop", 0.5,
-         floor="floor", diagnostic=True),
+    Case("rseqgen_at", "bench_percpu_counter_add_at(off, ...), off read once", 0.5,
+         floor="floor_hoisted"),
+    Case("floor_hoisted", "floor: counter add, offset read once before the loop", 0.5),
 )
 COUNTER_SWEEP = ("rseqgen", "floor", "shared_atomic", "sched_getcpu_atomic")
 

@@ -110,9 +110,11 @@ def goals(micro_records, reg_records, nthreads) -> list:
         for item, case, name, threads in (
                 [("current_cpu", c, n, None) for c, n in (("rseqgen", "current_cpu"),
                                                          ("rseqgen_raw", "current_cpu_raw"),
-                                                         ("rseqgen_area", "area"))]
-                + [("percpu_counter", "rseqgen", f"percpu_counter_add, {t} thread(s)", t)
-                   for t in sorted({1, nthreads})]):
+                                                         ("rseqgen_area", "area"),
+                                                         ("rseqgen_at", "current_cpu_at"))]
+                + [("percpu_counter", c, f"{n}, {t} thread(s)", t) for t in sorted({1, nthreads})
+                   for c, n in (("rseqgen", "percpu_counter_add"),
+                                ("rseqgen_at", "percpu_counter_add_at"))]):
             r = find(item, env, case, threads)
             if r and r.get("ratio") is not None:
                 out.append({"goal": f"{name} <= {FLOOR_GOAL}x its floor [{env}]",

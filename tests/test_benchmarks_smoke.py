@@ -13,8 +13,9 @@ import sys
 from conftest import ROOT, require_tool
 
 CPU_CASES = {"rseqgen", "floor", "rseqgen_raw", "floor_raw", "rseqgen_area", "floor_area",
-             "sched_getcpu", "syscall", "tls"}
-COUNTER_CASES = {"rseqgen", "floor", "shared_atomic", "sched_getcpu_atomic"}
+             "rseqgen_at", "floor_hoisted", "sched_getcpu", "syscall", "tls"}
+COUNTER_CASES = {"rseqgen", "floor", "rseqgen_at", "floor_hoisted", "shared_atomic",
+                 "sched_getcpu_atomic"}
 PROTOCOLS = {"none", "glibc", "own", "cpu-id", "refcount", "handled", "compat"}
 ENVS = {"glibc", "glibc-rseq-off"}
 

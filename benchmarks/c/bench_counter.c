@@ -15,9 +15,10 @@
  * shared_atomic (__atomic_fetch_add on one shared counter),
  * sched_getcpu_atomic (__atomic_fetch_add on the slot of sched_getcpu()).
  *
- * Diagnostic: floor_hoisted, the floor's critical section with the area
- * offset read once before the loop instead of once per increment (what an
- * offset-taking API could give a hot loop). */
+ * rseqgen_at (bench_percpu_counter_add_at with off = bench_area_offset()
+ * read once before the loop) beside floor_hoisted (the floor's critical
+ * section with its offset read once before the loop): the offset-taking form
+ * for hot loops. */
 #include "bench.h"
 #include "bench_rseq.h"
 /* The floor reads the generated module's own offset word (floor.h). */
@@ -99,23 +100,22 @@ BENCH_FN static void loop_floor(long n)
         floor_counter_add64(base);
 }
 
+BENCH_FN static void loop_rseqgen_at(long n)
+{
+    intptr_t *base = (intptr_t *)slots;
+    ptrdiff_t off = bench_area_offset();
+    BENCH_PAD();
+    for (long i = 0; i < n; i++)
+        bench_percpu_counter_add_at(off, base, STRIDE, 1);
+}
+
 BENCH_FN static void loop_floor_hoisted(long n)
 {
     intptr_t *base = (intptr_t *)slots;
     ptrdiff_t off = floor_offset();
     BENCH_PAD();
-    for (long i = 0; i < n; i++) {
-        uint32_t cpu;
-    retry:
-        cpu = (uint32_t)floor_load32(off, 0);
-        FLOOR_CS_ADD1(off, cpu, (uintptr_t)base + (uintptr_t)cpu * STRIDE);
-        continue;
-    abort:
-        FLOOR_COLD_PATH;
-        if (floor_load32(off, 4) >= 0)
-            goto retry;
-        floor_counter_fallback(base);
-    }
+    for (long i = 0; i < n; i++)
+        floor_counter_add64_at(off, base);
 }
 
 BENCH_FN static void loop_shared_atomic(long n)
@@ -176,6 +176,8 @@ int main(int argc, char **argv)
         loop = loop_rseqgen;
     else if (strcmp(argv[1], "floor") == 0)
         loop = loop_floor;
+    else if (strcmp(argv[1], "rseqgen_at") == 0)
+        loop = loop_rseqgen_at;
     else if (strcmp(argv[1], "floor_hoisted") == 0)
         loop = loop_floor_hoisted;
     else if (strcmp(argv[1], "shared_atomic") == 0)

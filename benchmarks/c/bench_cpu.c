@@ -14,8 +14,9 @@
  *   rseqgen_area  bench_area()                 floor_area floor_area()
  * References: sched_getcpu, syscall (the raw getcpu syscall), tls (a plain
  * initial-exec TLS load).
- * Diagnostic: floor_hoisted, floor_current_cpu() with the offset read once
- * before the loop (what an offset-taking API could give a hot loop). */
+ *   rseqgen_at    bench_current_cpu_at(off)    floor_hoisted  floor_current_cpu()
+ *                 with off = bench_area_offset() and the floor's offset read
+ *                 once before the loop (the offset-taking form for hot loops) */
 #include "bench.h"
 #include "bench_rseq.h"
 /* The floor reads the generated module's own offset word (floor.h). */
@@ -63,15 +64,23 @@ BENCH_FN static long loop_syscall(long n)
     return sum;
 }
 
+BENCH_FN static long loop_rseqgen_at(long n)
+{
+    long sum = 0;
+    ptrdiff_t off = bench_area_offset();
+    BENCH_PAD();
+    for (long i = 0; i < n; i++)
+        sum += bench_current_cpu_at(off);
+    return sum;
+}
+
 BENCH_FN static long loop_floor_hoisted(long n)
 {
     long sum = 0;
     ptrdiff_t off = floor_offset();
     BENCH_PAD();
-    for (long i = 0; i < n; i++) {
-        int cpu = floor_load32(off, 4);
-        sum += __builtin_expect(cpu >= 0, 1) ? cpu : floor_cpu_fallback();
-    }
+    for (long i = 0; i < n; i++)
+        sum += floor_current_cpu_at(off);
     return sum;
 }
 
@@ -88,6 +97,7 @@ static const struct {
     {"sched_getcpu", loop_sched_getcpu},
     {"syscall", loop_syscall},
     {"tls", loop_tls},
+    {"rseqgen_at", loop_rseqgen_at},
     {"floor_hoisted", loop_floor_hoisted},
 };
 

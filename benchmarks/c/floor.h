@@ -15,6 +15,8 @@
  *   floor_counter_add64(slots) slots[cpu * 64 bytes] += 1: offset; cpu_id_start;
  *                              slot; descriptor store; cpu_id compare; add;
  *                              abort and mismatch handlers out of line
+ *   floor_current_cpu_at(off), floor_counter_add64_at(off, slots): the same
+ *                              with the offset given (read once before a loop)
  *
  * x86_64 is measured; aarch64 is compiled for the instruction table only.
  * The counter is written for the benchmark's stride (64 bytes) and count
@@ -189,12 +191,17 @@ static inline void *floor_thread_pointer(void)
 
 #endif
 
-static inline int floor_current_cpu(void)
+static inline int floor_current_cpu_at(ptrdiff_t off)
 {
-    int cpu = floor_load32(floor_offset(), 4);
+    int cpu = floor_load32(off, 4);
     if (__builtin_expect(cpu >= 0, 1))
         return cpu;
     return floor_cpu_fallback();
+}
+
+static inline int floor_current_cpu(void)
+{
+    return floor_current_cpu_at(floor_offset());
 }
 
 static inline int floor_current_cpu_raw(void)
@@ -216,9 +223,8 @@ none:
 
 /* Start from cpu_id_start; the section's cpu_id compare rejects a thread
  * that is not registered (cpu_id < 0 never equals it): no sign test first. */
-static inline int floor_counter_add64(intptr_t *slots)
+static inline int floor_counter_add64_at(ptrdiff_t off, intptr_t *slots)
 {
-    ptrdiff_t off = floor_offset();
     uint32_t cpu;
 retry:
     cpu = (uint32_t)floor_load32(off, 0);
@@ -229,6 +235,11 @@ abort:
     if (floor_load32(off, 4) >= 0)
         goto retry;
     return floor_counter_fallback(slots);
+}
+
+static inline int floor_counter_add64(intptr_t *slots)
+{
+    return floor_counter_add64_at(floor_offset(), slots);
 }
 
 #endif

@@ -30,6 +30,18 @@ HOT_PATH void *hp_floor_area(void) { return floor_area(); }
 HOT_PATH int hp_gen_counter_add(intptr_t *slots) { return bench_percpu_counter_add(slots, 64, 1); }
 HOT_PATH int hp_floor_counter_add(intptr_t *slots) { return floor_counter_add64(slots); }
 
+HOT_PATH int hp_gen_current_cpu_at(ptrdiff_t off) { return bench_current_cpu_at(off); }
+HOT_PATH int hp_floor_current_cpu_at(ptrdiff_t off) { return floor_current_cpu_at(off); }
+
+HOT_PATH int hp_gen_counter_add_at(ptrdiff_t off, intptr_t *slots)
+{
+    return bench_percpu_counter_add_at(off, slots, 64, 1);
+}
+HOT_PATH int hp_floor_counter_add_at(ptrdiff_t off, intptr_t *slots)
+{
+    return floor_counter_add64_at(off, slots);
+}
+
 HOT_PATH int hp_gen_percpu_add(intptr_t *v, int cpu) { return bench_percpu_add(v, 1, cpu); }
 HOT_PATH int hp_gen_percpu_cmpxchg(intptr_t *v, intptr_t expect, intptr_t newv, int cpu)
 {

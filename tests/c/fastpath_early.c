@@ -2,8 +2,8 @@
  *
  * A constructor of priority 101 runs before the generated module's own
  * constructor (default priority) when both are in the executable: it calls
- * current_cpu_raw, the counter add, current_cpu and area first. Then THREADS
- * threads add EVENTS each, and main checks the total exactly and the area the
+ * current_cpu_raw, the counter add, current_cpu (plain and _at) and area
+ * first. Then THREADS threads add EVENTS each (plain and _at forms), and main checks the total exactly and the area the
  * fast paths read. Prints one key=value line; exit 0 when every check holds.
  *
  *   fastpath_early THREADS EVENTS */
@@ -38,6 +38,8 @@ __attribute__((constructor(101))) static void early(void)
     early_raw = fp_current_cpu_raw();
     early_counter = fp_percpu_counter_add(slots, STRIDE, 1);
     early_cpu = fp_current_cpu();
+    if (!cpu_ok(fp_current_cpu_at(fp_area_offset())))
+        early_cpu = -3;
     struct fp_rseq_area *area = fp_area();
     early_area_ok = area == NULL || __atomic_load_n(&area->cpu_id, __ATOMIC_RELAXED) >= 0;
 }
@@ -45,9 +47,11 @@ __attribute__((constructor(101))) static void early(void)
 static void *worker(void *arg)
 {
     (void)arg;
+    ptrdiff_t off = fp_area_offset();  /* valid in this thread: the _at forms */
     for (long i = 0; i < events; i++) {
-        int cpu = fp_percpu_counter_add(slots, STRIDE, 1);
-        if (!cpu_ok(cpu) || !cpu_ok(fp_current_cpu()))
+        int cpu = i & 1 ? fp_percpu_counter_add(slots, STRIDE, 1)
+                        : fp_percpu_counter_add_at(off, slots, STRIDE, 1);
+        if (!cpu_ok(cpu) || !cpu_ok(fp_current_cpu()) || !cpu_ok(fp_current_cpu_at(off)))
             __atomic_store_n(&bad_cpu, 1, __ATOMIC_RELAXED);
     }
     return NULL;
