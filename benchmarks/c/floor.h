@@ -82,6 +82,18 @@ static inline ptrdiff_t floor_offset(void)
 /* No asm goto here has outputs: GCC 12.2 -O2 miscompiles asm goto outputs
  * (a goto path returning NULL got the output register instead), so values
  * come out of plain asm and branches out of output-free asm goto. */
+/* The descriptor (start 1f, post-commit 2f, abort 4f) and its pointer. */
+#define FLOOR_CS_DESCRIPTOR                                                  \
+    ".pushsection __rseq_cs, \"aw\"\n\t"                                     \
+    ".balign 32\n"                                                           \
+    "3:\t.long 0x0, 0x0\n\t"                                                 \
+    ".quad 1f, (2f - 1f), 4f\n\t"                                            \
+    ".popsection\n\t"                                                        \
+    ".pushsection __rseq_cs_ptr_array, \"awR\"\n\t"                          \
+    ".balign 8\n\t"                                                          \
+    ".quad 3b\n\t"                                                           \
+    ".popsection\n\t"
+
 #if defined(__x86_64__)
 
 static inline int32_t floor_load32(ptrdiff_t off, long field)
@@ -103,18 +115,7 @@ static inline void *floor_thread_pointer(void)
 #define FLOOR_IF_NEGATIVE_CPU_ID(off, label) \
     __asm__ __volatile__ goto("cmpl $0, %%fs:4(%0)\n\tjs %l[" #label "]" : : "r"(off) : "cc" : label)
 
-/* The descriptor and its pointer; the abort handler, after the signature,
- * jumps to the C label `abort`. */
-#define FLOOR_CS_DESCRIPTOR                                                  \
-    ".pushsection __rseq_cs, \"aw\"\n\t"                                     \
-    ".balign 32\n"                                                           \
-    "3:\t.long 0x0, 0x0\n\t"                                                 \
-    ".quad 1f, (2f - 1f), 4f\n\t"                                            \
-    ".popsection\n\t"                                                        \
-    ".pushsection __rseq_cs_ptr_array, \"awR\"\n\t"                          \
-    ".balign 8\n\t"                                                          \
-    ".quad 3b\n\t"                                                           \
-    ".popsection\n\t"
+/* After the signature, the abort handler jumps to the C label `abort`. */
 #define FLOOR_CS_ABORT                                                       \
     ".pushsection __rseq_failure, \"ax\"\n\t"                                \
     ".byte 0x0f, 0xb9, 0x3d\n\t"                                             \
@@ -138,20 +139,20 @@ static inline void *floor_thread_pointer(void)
 
 #elif defined(__aarch64__)
 
-static inline int32_t floor_load32(ptrdiff_t off, long field)
-{
-    int32_t v;
-    char *tp;
-    __asm__("mrs %0, tpidr_el0" : "=r"(tp));
-    __asm__ __volatile__("ldr %w0, [%1, #%2]" : "=r"(v) : "r"(tp + off), "I"(field));
-    return v;
-}
-
 static inline void *floor_thread_pointer(void)
 {
     void *tp;
     __asm__("mrs %0, tpidr_el0" : "=r"(tp));
     return tp;
+}
+
+static inline int32_t floor_load32(ptrdiff_t off, long field)
+{
+    int32_t v;
+    __asm__ __volatile__("ldr %w0, [%1, #%2]"
+                         : "=r"(v)
+                         : "r"((char *)floor_thread_pointer() + off), "I"(field));
+    return v;
 }
 
 #define FLOOR_IF_NEGATIVE_CPU_ID(off, label)                                          \
@@ -160,15 +161,7 @@ static inline void *floor_thread_pointer(void)
 
 #define FLOOR_CS_ADD1(off, cpu, slot)                                        \
     __asm__ __volatile__ goto(                                               \
-        ".pushsection __rseq_cs, \"aw\"\n\t"                                 \
-        ".balign 32\n"                                                       \
-        "3:\t.long 0x0, 0x0\n\t"                                             \
-        ".quad 1f, (2f - 1f), 4f\n\t"                                        \
-        ".popsection\n\t"                                                    \
-        ".pushsection __rseq_cs_ptr_array, \"awR\"\n\t"                      \
-        ".balign 8\n\t"                                                      \
-        ".quad 3b\n\t"                                                       \
-        ".popsection\n\t"                                                    \
+        FLOOR_CS_DESCRIPTOR                                                  \
         "adrp x16, 3b\n\t"                                                   \
         "add x16, x16, :lo12:3b\n\t"                                         \
         "str x16, [%[a], #8]\n"                                              \
