@@ -148,16 +148,17 @@ _RSEQ_LINE = re.compile(r"^rseq\((?P<args>.*)\)\s+= (?P<ret>-?\d+)(?: (?P<errno>
 _EXECVE_OK = re.compile(r"^execve\(.*\)\s+= 0")
 
 
-def parse_strace(directory: Path):
-    """(max live registrations on any thread, errnos of refused registrations,
-    successful registrations) from strace -ff output files, one per thread."""
-    max_live, errnos, successes = 0, [], 0
+def strace_by_thread(directory: Path) -> dict[int, tuple[int, list, int]]:
+    """Per thread id: (max live registrations, errnos of refused
+    registrations, successful registrations), from strace -ff output files
+    (trace.<tid>)."""
+    out = {}
     for path in directory.glob("trace.*"):
-        live, errnos_here, successes_here = 0, [], 0
+        live, max_live, errnos, successes = 0, 0, [], 0
         for line in path.read_text().splitlines():
             if _EXECVE_OK.match(line):
                 # execve drops the registration; count from the new image on
-                live, errnos_here, successes_here = 0, [], 0
+                live, max_live, errnos, successes = 0, 0, [], 0
                 continue
             m = _RSEQ_LINE.match(line)
             if not m:
@@ -166,17 +167,30 @@ def parse_strace(directory: Path):
             unregister = "UNREGISTER" in flags or (flags.isdigit() and int(flags) & 1) or flags == "0x1"
             if m["ret"] == "0":
                 live += -1 if unregister else 1
-                successes_here += 0 if unregister else 1
+                successes += 0 if unregister else 1
             elif not unregister:
-                errnos_here.append(m["errno"])
+                errnos.append(m["errno"])
             max_live = max(max_live, live)
-        errnos += errnos_here
-        successes += successes_here
-    return max_live, errnos, successes
+        out[int(path.name.rpartition(".")[2])] = (max_live, errnos, successes)
+    return out
+
+
+def parse_strace(directory: Path):
+    """(max live registrations on any thread, errnos of refused registrations,
+    successful registrations) from strace -ff output files, one per thread."""
+    threads = strace_by_thread(directory).values()
+    return (max((t[0] for t in threads), default=0), [e for t in threads for e in t[1]],
+            sum(t[2] for t in threads))
+
+
+def strace_command(trace_dir: Path, seccomp_bpf: bool = True) -> list[str]:
+    """strace writing one file per thread into trace_dir (see
+    strace_by_thread), stopping the tracee only at rseq and execve."""
+    return [require_tool("strace"), "-ff", "-qq", *(["--seccomp-bpf"] if seccomp_bpf else []),
+            "-e", "trace=rseq,execve", "-e", "signal=none", "-o", str(trace_dir / "trace")]
 
 
 def run_matrix(binary: Path, extra_args, env_extra, tmp: Path, adds: str = ADDS):
-    strace = require_tool("strace")
     trace_dir = tmp / "strace"
     trace_dir.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
@@ -185,10 +199,8 @@ def run_matrix(binary: Path, extra_args, env_extra, tmp: Path, adds: str = ADDS)
     # the fallback paths (a getcpu syscall per call on i386) run at full
     # speed. Not where the program installs its own filter: its denial of
     # rseq would take precedence, and strace would no longer see the errno.
-    bpf = [] if "--seccomp" in extra_args else ["--seccomp-bpf"]
-    cmd = [strace, "-ff", "-qq", *bpf, "-e", "trace=rseq,execve", "-e", "signal=none",
-           "-o", str(trace_dir / "trace"), str(binary), "--threads", THREADS, "--adds", adds,
-           *extra_args]
+    cmd = [*strace_command(trace_dir, seccomp_bpf="--seccomp" not in extra_args),
+           str(binary), "--threads", THREADS, "--adds", adds, *extra_args]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     return proc, events, parse_strace(trace_dir)

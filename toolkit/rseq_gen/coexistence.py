@@ -105,10 +105,15 @@ class _Process:
         return any(m.adopter in LIBRSEQ_ABI and m.label in self.loaded for m in self.members)
 
 
+def _librseq_area(proc: _Process, m: Member) -> str:
+    """The area a librseq-ABI member publishes through rseq_offset."""
+    return "glibc" if ADOPTERS[m.adopter].sees_glibc_registration(proc.env) else f"private:{m.label}"
+
+
 def _librseq_registered(proc: _Process, state: dict) -> bool:
     reg = state["area"]
-    return reg is not None and (reg == "glibc" or any(
-        reg == f"private:{m.label}" for m in proc.members if m.adopter in LIBRSEQ_ABI))
+    return reg is not None and any(
+        reg == _librseq_area(proc, m) for m in proc.members if m.adopter in LIBRSEQ_ABI)
 
 
 def _register(proc: _Process, state: dict, area: str, who: str) -> str:
@@ -173,7 +178,7 @@ def _rseq_gen_owner(proc: _Process, m: Member, state: dict) -> str:
 def _peer_step(proc: _Process, m: Member, state: dict, out: ThreadOutcome) -> None:
     a = ADOPTERS[m.adopter]
     if a.area == "private":                     # librseq, selftests: on request
-        if a.uses_glibc_area and proc.env in LIBC_REGISTERS:
+        if a.sees_glibc_registration(proc.env):
             out.peers[m.label] = "uses-glibc"
             return
         r = _register(proc, state, f"private:{m.label}", m.label)
