@@ -91,6 +91,17 @@ class Order:
     #: (its DT_NEEDED order): the first __rseq_abi definition wins.
     lookup: tuple[str, ...]
 
+    def link_order(self, peer: str, static: bool) -> tuple[str, ...]:
+        """DT_NEEDED order (dynamic) or object order (static) of the start-up
+        units. A second rseq-gen module acts from its constructor; ld.so
+        runs constructors in the reverse of DT_NEEDED order, a static
+        executable in link order (measured; coexistence.Member.init)."""
+        if peer == "none":
+            return tuple(u for u in self.lookup if u == "r")
+        if PEERS[peer].is_rseq_gen and len(self.lookup) == 2 and not static:
+            return tuple(reversed(self.lookup))
+        return self.lookup
+
 
 ORDERS = {
     # both linked, the peer's library first, and it acts first on each thread
@@ -228,25 +239,28 @@ class Builds:
         """The driver linked (in this DT_NEEDED order) against the libraries
         named by `lookup` ("r", "peer")."""
         libs = [self.rgen_library(protocol) if unit == "r" else self.peer_library(protocol, peer)
-                for unit in lookup if unit == "r" or peer != "none"]
+                for unit in lookup]
         rpath = ":".join(sorted({str(lib.parent) for lib in libs}))
-        name = "-".join(lookup if peer != "none" else ("r",) if "r" in lookup else ("alone",))
+        name = "-".join(lookup) or "alone"
         driver = self.driver_object("glibc")
         return self._once(f"glibc/{protocol}/{peer}/{name}", lambda path: _run(
             [require_tool("gcc"), driver, "-Wl,--no-as-needed", *libs, *([f"-Wl,-rpath,{rpath}"] if libs else []),
              "-o", path, "-lpthread"]))
 
-    def static_program(self, libc: str, protocol: str | None, peer: str) -> Path:
+    def static_program(self, libc: str, protocol: str | None, peer: str,
+                       units: tuple[str, ...] = ("peer", "r")) -> Path:
         """The driver, the peer and (unless protocol is None) the rseq-gen
-        module in one static executable."""
+        module in one static executable, their objects in `units` order
+        (constructors run in link order)."""
         objects = [self.driver_object(libc)]
-        if peer != "none":
-            objects += (self.rgen_objects(libc, protocol, "q") if PEERS[peer].is_rseq_gen
-                        else self.peer_objects(libc, peer))
-        if protocol is not None:
-            objects += self.rgen_objects(libc, protocol, "r")
+        for unit in units:
+            if unit == "peer" and peer != "none":
+                objects += (self.rgen_objects(libc, protocol, "q") if PEERS[peer].is_rseq_gen
+                            else self.peer_objects(libc, peer))
+            elif unit == "r" and protocol is not None:
+                objects += self.rgen_objects(libc, protocol, "r")
         cc = self._cc(libc)[:1]
-        return self._once(f"{libc}/{protocol or 'alone'}/{peer}/static", lambda path: _run(
+        return self._once(f"{libc}/{protocol or 'alone'}/{peer}/static-{'-'.join(units)}", lambda path: _run(
             [*cc, "-static", *objects, "-o", path, "-lpthread"]))
 
 
@@ -321,34 +335,41 @@ def measured_threads(run: Run) -> dict[str, dict]:
 def members_of(protocol: str, peer: str, order: str, env: str, files: dict) -> list[dict]:
     """The closure's members as the verifier lists them (JSON contract):
     lookup order, labels "<file>:<prefix>" for rseq-gen modules and
-    "<file>" for other adopters. `files`: unit -> the file holding it."""
+    "<file>" for other adopters. `files`: unit -> the file holding it.
+    "init" (not in the contract yet) is the constructor rank where it is not
+    the reverse of the list order: in a static executable, link order."""
     o, p = ORDERS[order], PEERS[peer]
 
-    def member(unit):
+    def member(unit, init=None):
         if unit == "r":
-            return {"label": f"{files['r']}:r", "file": str(files["r"]), "adopter": "rseq-gen",
-                    "protocol": protocol, "prefix": "r", "loaded": o.rgen_loaded}
-        if p.is_rseq_gen:
-            return {"label": f"{files['peer']}:q", "file": str(files["peer"]), "adopter": "rseq-gen",
-                    "protocol": protocol, "prefix": "q", "loaded": o.peer_loaded}
-        return {"label": str(files["peer"]), "file": str(files["peer"]), "adopter": p.adopter,
-                "protocol": None, "prefix": None, "loaded": o.peer_loaded}
+            m = {"label": f"{files['r']}:r", "file": str(files["r"]), "adopter": "rseq-gen",
+                 "protocol": protocol, "prefix": "r", "loaded": o.rgen_loaded}
+        elif p.is_rseq_gen:
+            m = {"label": f"{files['peer']}:q", "file": str(files["peer"]), "adopter": "rseq-gen",
+                 "protocol": protocol, "prefix": "q", "loaded": o.peer_loaded}
+        else:
+            m = {"label": str(files["peer"]), "file": str(files["peer"]), "adopter": p.adopter,
+                 "protocol": None, "prefix": None, "loaded": o.peer_loaded}
+        m["init"] = init
+        return m
 
     if peer == "none":
         return [member("r")]
+    units = o.link_order(peer, ENVS[env].static)
     if ENVS[env].static:
-        # one executable: a strong __rseq_abi (tcmalloc's, in assembly) wins
-        # over the weak ones of rseq-gen, and between two rseq-gen modules
-        # (weak, identical) only the order of their first use matters
-        units = ("r", "peer") if p.is_rseq_gen and o.first == "rseq-gen" else ("peer", "r")
-    else:
-        units = [*o.lookup, *(["r"] if o.rgen_loaded == "dlopen" else []),
-                 *(["peer"] if o.peer_loaded == "dlopen" else [])]
+        # One executable: constructors run in link order. A strong
+        # __rseq_abi (tcmalloc's, in assembly) wins over rseq-gen's weak
+        # ones whatever the order; two rseq-gen modules' are identical.
+        if p.adopter == "tcmalloc":
+            units = ("peer", "r")
+        return [member(u, init=units.index(u)) for u in units]
+    units = [*units, *(["r"] if o.rgen_loaded == "dlopen" else []),
+             *(["peer"] if o.peer_loaded == "dlopen" else [])]
     return [member(u) for u in units]
 
 
 def _outcome_json(members: list[dict], env: str, first: str) -> dict:
-    model = [Member(m["label"], m["adopter"], m["protocol"], m["loaded"]) for m in members]
+    model = [Member(m["label"], m["adopter"], m["protocol"], m["loaded"], m.get("init")) for m in members]
     pred = predict(model, env, first)
     labels = [m["label"] for m in members if m["adopter"] == "rseq-gen"]
     return {
@@ -400,7 +421,7 @@ def peer_alone(builds: Builds, peer: str, env: str, tmp: Path) -> dict:
     key = (peer, env)
     if key not in _alone_cache:
         e = ENVS[env]
-        program = (builds.static_program(e.libc, None, peer) if e.static
+        program = (builds.static_program(e.libc, None, peer, ("peer",)) if e.static
                    else builds.dynamic_program(next(iter(PROTOCOLS)), peer, ("peer",)))
         run = run_program(program, env, "peer", tmp / f"alone-{peer}-{env}")
         assert run.returncode == 0, f"{peer} alone in {env}: {run.returncode}\n{run.stderr[-2000:]}"
@@ -429,9 +450,9 @@ def _program(builds: Builds, protocol, peer, order, env):
     """(program, arguments, {unit: file}, plugins) for one cell."""
     o, e = ORDERS[order], ENVS[env]
     if e.static:
-        program = builds.static_program(e.libc, protocol, peer)
+        program = builds.static_program(e.libc, protocol, peer, o.link_order(peer, static=True))
         return program, [], {"r": program, "peer": program}, []
-    program = builds.dynamic_program(protocol, peer, o.lookup)
+    program = builds.dynamic_program(protocol, peer, o.link_order(peer, static=False))
     files = {"r": builds.rgen_library(protocol)}
     if peer != "none":
         files["peer"] = builds.peer_library(protocol, peer)

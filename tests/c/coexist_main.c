@@ -12,12 +12,15 @@
  * loaded by main() and reached through dlsym.
  *
  * Order of first use, on every thread: COEXIST_FIRST's group first. On the
- * main thread the start-up units are used before any shared library's
- * constructor runs (from the executable's .preinit_array, which the dynamic
- * linker runs first; from a constructor of priority 101 under static musl,
- * which runs no .preinit_array); the dlopen'd unit after it is loaded.
- * Workers are created after every unit is loaded and use them one worker at a
- * time (so that an abort names one thread), then count concurrently. */
+ * main thread an rseq-gen module acts in its own constructor, as in any
+ * program (so two of them act in constructor order); a C peer linked at
+ * start-up acts before every constructor when it goes first (from the
+ * executable's .preinit_array, which the dynamic linker runs first; from a
+ * constructor of priority 101 under static musl, which runs no
+ * .preinit_array), else at the start of main(); a dlopen'd unit right after
+ * it is loaded. Workers are created after every unit is loaded and use
+ * them one worker at a time (so that an abort names one thread), then count
+ * concurrently. */
 #define _GNU_SOURCE 1
 #include <dlfcn.h>
 #include <errno.h>
@@ -110,6 +113,15 @@ static void touch_all(const char *thread)
         touch(&units[peer_first ? NUNITS - 1 - i : i], thread);
 }
 
+/* The C peer's first use on the main thread, when it goes first: before
+ * the constructors of the rseq-gen modules. */
+static void early_touch(void)
+{
+    bind_startup_units();
+    if (peer_first && units[UNIT_PEER].touch != NULL)
+        touch(&units[UNIT_PEER], "main");
+}
+
 static void read_first_from(char **envp)
 {
     const char *first = NULL;
@@ -127,8 +139,7 @@ static void early(int argc, char **argv, char **envp)
     (void)argc;
     (void)argv;
     read_first_from(envp);
-    bind_startup_units();
-    touch_all("main");
+    early_touch();
 }
 __attribute__((section(".preinit_array"), used)) static void (*const early_entry)(int, char **, char **) = early;
 #else
@@ -138,8 +149,7 @@ extern char **environ;
 __attribute__((constructor(101))) static void early(void)
 {
     read_first_from(environ);
-    bind_startup_units();
-    touch_all("main");
+    early_touch();
 }
 #endif
 
@@ -302,6 +312,8 @@ int main(int argc, char **argv)
     }
     if (nthreads < 1 || nthreads > MAX_THREADS)
         nthreads = 3;
+    if (!peer_first && units[UNIT_PEER].touch != NULL)
+        touch(&units[UNIT_PEER], "main");   /* after the rseq-gen constructors */
     load_later(rgen_path, peer_path);
 
     nslots = (int)sysconf(_SC_NPROCESSORS_CONF);

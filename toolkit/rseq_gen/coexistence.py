@@ -16,6 +16,12 @@ orders:
 
 ``first`` says which group touches a thread first where the modules'
 load order does not decide it: "peer" (the other adopters) or "rseq-gen".
+Within the rseq-gen group, start-up modules act in constructor order (each
+registers the main thread from its constructor), which is not the lookup
+order: ld.so runs the constructors of libraries that do not depend on each
+other in the reverse of their load order, the executable's last, and a
+static executable runs them in link order (measured; ``Member.init``).
+Workers are assumed to meet them in the same order.
 
 The generated runtime implements the rseq-gen side of these rules
 (templates/rseq.c.j2); the coexistence matrix test measures each cell and
@@ -41,6 +47,12 @@ class Member:
     adopter: str                 # a row of rseq_gen.adopters.ADOPTERS
     protocol: str | None = None  # for rseq-gen modules
     loaded: str = "startup"      # "startup" (executable, DT_NEEDED, preload) or "dlopen" (later)
+    #: Rank in constructor order among the start-up members (lower runs
+    #: first). None: the reverse of the list order, what ld.so does for an
+    #: executable and libraries that do not depend on each other. Give it
+    #: for a library that depends on another start-up member (it runs
+    #: after it) and for the objects of a static executable (link order).
+    init: int | None = None
 
     @property
     def is_rseq_gen(self) -> bool:
@@ -220,8 +232,13 @@ def _replay(members: list[Member], env: str, first: str) -> dict[str, ThreadOutc
     startup = [m for m in members if m.loaded == "startup"]
     later = [m for m in members if m.loaded == "dlopen"]
 
+    def rank(m: Member):
+        if m.loaded == "dlopen":
+            return (1, members.index(m))
+        return (0, m.init if m.init is not None else -startup.index(m))
+
     def ordered(group):
-        ours = [m for m in group if m.is_rseq_gen]
+        ours = sorted((m for m in group if m.is_rseq_gen), key=rank)
         peers = [m for m in group if not m.is_rseq_gen]
         return ours + peers if first == "rseq-gen" else peers + ours
 
