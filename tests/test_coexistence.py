@@ -9,7 +9,9 @@ A cell is (protocol, peer, order, environment):
   (tests/c/coexist_*.c, written by this project from the documented
   behaviour of those adopters); a second rseq-gen module (prefix q, the same
   protocol);
-- order: ORDERS below;
+- order: rseq_gen.coexistence.SCENARIOS (peer first, rseq-gen first, each
+  linked at start-up and earlier in lookup order; rseq-gen dlopen'd; peer
+  dlopen'd);
 - environment: ENVS below.
 
 The program is tests/c/coexist_main.c: it uses each module on the main
@@ -51,7 +53,7 @@ import pytest
 
 from conftest import ROOT, require_tool
 from rseq_gen import cli
-from rseq_gen.coexistence import Member, predict
+from rseq_gen.coexistence import SCENARIOS, Member, predict
 from rseq_gen.protocols import ENVIRONMENT_VARIABLES, PROTOCOLS
 from test_matrix import strace_by_thread, strace_command
 
@@ -80,39 +82,28 @@ PEERS = {
 }
 
 
-@dataclass(frozen=True)
-class Order:
-    #: Which group uses each thread first (coexistence.predict's `first`).
-    first: str
-    #: How the rseq-gen module (r) and the peer are loaded.
-    rgen_loaded: str
-    peer_loaded: str
-    #: Symbol lookup order of the start-up modules of a dynamic program
-    #: (its DT_NEEDED order): the first __rseq_abi definition wins.
-    lookup: tuple[str, ...]
-
-    def link_order(self, peer: str, static: bool) -> tuple[str, ...]:
-        """DT_NEEDED order (dynamic) or object order (static) of the start-up
-        units. A second rseq-gen module acts from its constructor; ld.so
-        runs constructors in the reverse of DT_NEEDED order, a static
-        executable in link order (measured; coexistence.Member.init)."""
-        if peer == "none":
-            return tuple(u for u in self.lookup if u == "r")
-        if PEERS[peer].is_rseq_gen and len(self.lookup) == 2 and not static:
-            return tuple(reversed(self.lookup))
-        return self.lookup
+#: The four ways a program holds the two (rseq_gen.coexistence.SCENARIOS:
+#: which group uses each thread first, how each is loaded, the start-up
+#: symbol lookup order). Units here: "r" (the rseq-gen module) and "peer".
+ORDERS = SCENARIOS
+_UNIT = {"rseq-gen": "r", "peer": "peer"}
 
 
-ORDERS = {
-    # both linked, the peer's library first, and it acts first on each thread
-    "peer-first": Order("peer", "startup", "startup", ("peer", "r")),
-    # both linked, the rseq-gen library first, and it acts first
-    "rseq-gen-first": Order("rseq-gen", "startup", "startup", ("r", "peer")),
-    # the program links the peer and dlopen's the rseq-gen module later
-    "rseq-gen-dlopen": Order("peer", "dlopen", "startup", ("peer",)),
-    # the program links the rseq-gen module and dlopen's the peer later
-    "peer-dlopen": Order("rseq-gen", "startup", "dlopen", ("r",)),
-}
+def lookup_of(order: str) -> tuple[str, ...]:
+    return tuple(_UNIT[u] for u in ORDERS[order].lookup)
+
+
+def link_order(order: str, peer: str, static: bool) -> tuple[str, ...]:
+    """DT_NEEDED order (dynamic) or object order (static) of the start-up
+    units. A second rseq-gen module acts from its constructor; ld.so runs
+    constructors in the reverse of DT_NEEDED order, a static executable in
+    link order (measured; coexistence.Member.init)."""
+    lookup = lookup_of(order)
+    if peer == "none":
+        return tuple(u for u in lookup if u == "r")
+    if PEERS[peer].is_rseq_gen and len(lookup) == 2 and not static:
+        return tuple(reversed(lookup))
+    return lookup
 
 
 @dataclass(frozen=True)
@@ -136,10 +127,10 @@ STATIC_TLS_FAILURE = "cannot allocate memory in static TLS block"
 
 def cannot_exist(protocol: str, peer: str, order: str, env: str) -> str | None:
     """Why a cell cannot exist, or None."""
-    if ENVS[env].static and ORDERS[order].rgen_loaded == "dlopen" or \
-            ENVS[env].static and ORDERS[order].peer_loaded == "dlopen":
-        return ("a static executable loads nothing later: static glibc's dlopen cannot load a "
-                "module into this process's libc and TLS, and musl's static dlopen always fails")
+    if ENVS[env].static and "dlopen" in (ORDERS[order].rgen_loaded, ORDERS[order].peer_loaded):
+        return ("a static executable loads nothing later here: static glibc's dlopen would bring in "
+                "a second, shared libc with its own TLS and rseq state, and musl's static dlopen "
+                "always fails")
     if peer == "none" and order == "peer-dlopen":
         return "no peer to load"
     if peer == "none" and order == "rseq-gen-first":
@@ -355,7 +346,7 @@ def members_of(protocol: str, peer: str, order: str, env: str, files: dict) -> l
 
     if peer == "none":
         return [member("r")]
-    units = o.link_order(peer, ENVS[env].static)
+    units = link_order(order, peer, ENVS[env].static)
     if ENVS[env].static:
         # One executable: constructors run in link order. A strong
         # __rseq_abi (tcmalloc's, in assembly) wins over rseq-gen's weak
@@ -450,9 +441,9 @@ def _program(builds: Builds, protocol, peer, order, env):
     """(program, arguments, {unit: file}, plugins) for one cell."""
     o, e = ORDERS[order], ENVS[env]
     if e.static:
-        program = builds.static_program(e.libc, protocol, peer, o.link_order(peer, static=True))
+        program = builds.static_program(e.libc, protocol, peer, link_order(order, peer, static=True))
         return program, [], {"r": program, "peer": program}, []
-    program = builds.dynamic_program(protocol, peer, o.link_order(peer, static=False))
+    program = builds.dynamic_program(protocol, peer, link_order(order, peer, static=False))
     files = {"r": builds.rgen_library(protocol)}
     if peer != "none":
         files["peer"] = builds.peer_library(protocol, peer)
@@ -499,7 +490,8 @@ def test_cell(cell, builds, tmp_path):
         w = want["threads"][kind]
         assert t["owners"] == w["owners"], f"{name}: owners {t['owners']}, predicted {w['owners']}"
         assert t["peer"] == w["peer"], f"{name}: peer {t['peer']}, predicted {w['peer']}"
-        assert t["registrant"] == w["registrant"], f"{name}: registered by {t['registrant']}, predicted {w['registrant']}"
+        assert t["registrant"] == w["registrant"], \
+            f"{name}: registered by {t['registrant']}, predicted {w['registrant']}"
         for unit, fast in want["fast_path"].items():
             assert (t["owners"][unit] != "none") == fast[kind], f"{name}: fast path of {unit}"
         if t["peer"] is not None and t["peer"] in CHECKS_PASS:

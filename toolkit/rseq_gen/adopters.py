@@ -38,6 +38,12 @@ LIBC_ENVIRONMENT_TITLES = {
 LIBC_REGISTERS = frozenset({"glibc", "glibc-static"})
 #: Environments in which dlsym finds no symbol (static links).
 NO_DLSYM = frozenset({"glibc-static"})
+#: Alignment of glibc's static TLS block when no start-up module asks for
+#: more (x86_64, glibc 2.36, measured): dlopen refuses an object whose
+#: initial-exec TLS is aligned above the start-up alignment ("cannot
+#: allocate memory in static TLS block"), however much surplus
+#: glibc.rtld.optional_static_tls gives.
+GLIBC_STARTUP_TLS_ALIGN = 64
 
 
 @dataclass(frozen=True)
@@ -99,9 +105,17 @@ class Adopter:
     writes_cpu_id_start: bool = False
     #: Can be linked statically / with musl (for the test matrix).
     links_static: bool = True
+    #: Alignment of its initial-exec TLS area (None: it has none). Above
+    #: GLIBC_STARTUP_TLS_ALIGN, glibc cannot dlopen it.
+    tls_align: int | None = None
     #: What it does, per libc environment (README and verifier text).
     behaviour: dict = field(default_factory=dict)
     notes: str = ""
+
+    @property
+    def dlopen_refused(self) -> bool:
+        """glibc refuses to dlopen it (its initial-exec TLS alignment)."""
+        return self.tls_align is not None and self.tls_align > GLIBC_STARTUP_TLS_ALIGN
 
     def sees_glibc_registration(self, env: str) -> bool:
         """Uses glibc's area in ``env`` instead of registering."""
@@ -166,6 +180,7 @@ ADOPTERS: dict[str, Adopter] = {
             on_refusal="returns -1 while no thread registered; abort() ('incoherent success/failure') "
                        "once one did",
             refusal="abort-after-success",
+            tls_align=1024,
             behaviour=_behaviour(
                 glibc="uses glibc's area (finds __rseq_offset with dlsym(RTLD_NEXT)); no syscall",
                 glibc_static="dlsym finds nothing, so it registers its private area: refused "
@@ -191,6 +206,7 @@ ADOPTERS: dict[str, Adopter] = {
             length="32, or the feature size when above 32 (2026 versions)",
             on_refusal="returns -1 while no thread registered; abort() once one did",
             refusal="abort-after-success",
+            tls_align=256,
             behaviour=_behaviour(
                 glibc="uses glibc's area (weak references, then dlsym)",
                 glibc_static="uses glibc's area (the weak references resolve in libc.a)",
@@ -199,7 +215,8 @@ ADOPTERS: dict[str, Adopter] = {
                 musl="registers its private area on request",
                 denied="rseq_register_current_thread() returns -1",
             ),
-            notes="Area: a local TLS union __rseq of 1024 bytes (struct rseq_abi aligned 256 since 2026).",
+            notes="Area: a local TLS union __rseq of 1024 bytes (struct rseq_abi aligned 256 since 2026, "
+                  "32 before: only the older builds can be dlopen'd).",
         ),
         Adopter(
             name="tcmalloc",
@@ -214,6 +231,7 @@ ADOPTERS: dict[str, Adopter] = {
             on_refusal="the first thread refused: slow mode for the whole process; after fast mode, a "
                        "refused thread aborts (TC_CHECK)",
             refusal="slow-mode",
+            tls_align=64,
             needs_own_rseq_abi=True,
             writes_cpu_id_start=True,
             behaviour=_behaviour(
@@ -244,7 +262,8 @@ ADOPTERS: dict[str, Adopter] = {
             on_refusal="runs on exact fallbacks",
             refusal="fallback",
             behaviour=_behaviour(
-                glibc="per protocol", glibc_static="per protocol", glibc_rseq_off="per protocol", glibc_old="per protocol",
+                glibc="per protocol", glibc_static="per protocol", glibc_rseq_off="per protocol",
+                glibc_old="per protocol",
                 musl="per protocol", denied="fallbacks",
             ),
         ),
