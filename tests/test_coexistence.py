@@ -51,7 +51,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, require_tool
+from conftest import ROOT, require_tool, run_rseq_gen
 from rseq_gen import cli
 from rseq_gen.coexistence import SCENARIOS, Member, predict
 from rseq_gen.protocols import ENVIRONMENT_VARIABLES, PROTOCOLS
@@ -372,14 +372,24 @@ def _outcome_json(members: list[dict], env: str, first: str) -> dict:
     }
 
 
+def _reported_prediction(program: Path, plugins: list[Path], env: str, first: str) -> tuple[list[dict], dict]:
+    """The prediction `rseq-gen verify --closure` reports for the program."""
+    plugin_args = [a for p in plugins for a in ("--plugin", str(p))]
+    proc = run_rseq_gen("verify", "--closure", program, *plugin_args, "--format", "json", check=False)
+    assert proc.returncode in (0, 1), proc.stderr
+    (closure,) = json.loads(proc.stdout)["closures"]
+    prediction = closure["prediction"]
+    return prediction["members"], prediction["environments"][env][first]
+
+
 def verifier_prediction(program: Path, plugins: list[Path], members: list[dict], env: str,
                         first: str) -> tuple[list[dict], dict]:
     """(prediction.members, prediction.environments[env][first]) of
     `rseq-gen verify --closure PROGRAM [--plugin P ...] --format json`.
 
     Until the verifier branch lands that report, the same JSON is made from
-    rseq_gen.coexistence.predict() over the members this test built."""
-    del program, plugins  # read by the verifier's report
+    rseq_gen.coexistence.predict() over the members this test built; then
+    this returns _reported_prediction(program, plugins, env, first)."""
     return members, _outcome_json(members, env, first)
 
 
