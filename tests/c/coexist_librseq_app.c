@@ -12,6 +12,7 @@
 
 #include "coexist_peer.h"
 
+/* The librseq ABI (coexist_librseq_abi.h carries the libraries' side). */
 extern ptrdiff_t rseq_offset;
 extern unsigned int rseq_size;
 extern unsigned int rseq_flags;
