@@ -154,7 +154,8 @@ _EXECVE_OK = re.compile(r"^execve\(.*\)\s+= 0")
 
 
 class Strace(NamedTuple):
-    """The rseq calls of one run, from strace -ff output (one file per thread)."""
+    """The rseq calls of one thread, or of a whole run (strace -ff output,
+    one file per thread)."""
 
     max_live: int          # most registrations one thread held at once
     errnos: list           # errno of every refused registration
@@ -162,14 +163,15 @@ class Strace(NamedTuple):
     lengths: frozenset     # lengths the successful registrations passed
 
 
-def parse_strace(directory: Path) -> Strace:
-    max_live, errnos, successes, lengths = 0, [], 0, set()
+def strace_by_thread(directory: Path) -> dict[int, Strace]:
+    """Per thread id (the trace.<tid> file names)."""
+    out = {}
     for path in directory.glob("trace.*"):
-        live, errnos_here, successes_here, lengths_here = 0, [], 0, set()
+        live, max_live, errnos, successes, lengths = 0, 0, [], 0, set()
         for line in path.read_text().splitlines():
             if _EXECVE_OK.match(line):
                 # execve drops the registration; count from the new image on
-                live, errnos_here, successes_here, lengths_here = 0, [], 0, set()
+                live, max_live, errnos, successes, lengths = 0, 0, [], 0, set()
                 continue
             m = _RSEQ_LINE.match(line)
             if not m:
@@ -179,34 +181,43 @@ def parse_strace(directory: Path) -> Strace:
             if m["ret"] == "0":
                 live += -1 if unregister else 1
                 if not unregister:
-                    successes_here += 1
-                    lengths_here.add(int(length, 0))
+                    successes += 1
+                    lengths.add(int(length, 0))
             elif not unregister:
-                errnos_here.append(m["errno"])
+                errnos.append(m["errno"])
             max_live = max(max_live, live)
-        errnos += errnos_here
-        successes += successes_here
-        lengths |= lengths_here
-    return Strace(max_live, errnos, successes, frozenset(lengths))
+        out[int(path.name.rpartition(".")[2])] = Strace(max_live, errnos, successes, frozenset(lengths))
+    return out
+
+
+def parse_strace(directory: Path) -> Strace:
+    """The whole run: the most any thread held, every errno, every success."""
+    threads = strace_by_thread(directory).values()
+    return Strace(max((t.max_live for t in threads), default=0), [e for t in threads for e in t.errnos],
+                  sum(t.successes for t in threads), frozenset().union(*(t.lengths for t in threads)))
+
+
+def strace_command(trace_dir: Path, seccomp_bpf: bool = True) -> list[str]:
+    """strace writing one file per thread into trace_dir (see
+    strace_by_thread). --seccomp-bpf stops the tracee only at rseq and
+    execve, so programs on the fallback paths (a getcpu syscall per call on
+    i386) run at full speed; not where the program installs its own filter:
+    its denial of rseq would take precedence, and strace would no longer see
+    the errno."""
+    return [require_tool("strace"), "-ff", "-qq", *(["--seccomp-bpf"] if seccomp_bpf else []),
+            "-e", "trace=rseq,execve", "-e", "signal=none", "-o", str(trace_dir / "trace")]
 
 
 def run_matrix(binary: Path, extra_args, env_extra, tmp: Path, adds: str = ADDS,
                threads: str = THREADS, launcher=()):
     """Run the matrix program under strace; ``launcher`` goes before it (a
     glibc's own dynamic loader, tests/glibcs.py)."""
-    strace = require_tool("strace")
     trace_dir = tmp / "strace"
     trace_dir.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
     env.update(env_extra)
-    # --seccomp-bpf stops the tracee only at rseq and execve, so programs on
-    # the fallback paths (a getcpu syscall per call on i386) run at full
-    # speed. Not where the program installs its own filter: its denial of
-    # rseq would take precedence, and strace would no longer see the errno.
-    bpf = [] if "--seccomp" in extra_args else ["--seccomp-bpf"]
-    cmd = [strace, "-ff", "-qq", *bpf, "-e", "trace=rseq,execve", "-e", "signal=none",
-           "-o", str(trace_dir / "trace"), *map(str, launcher), str(binary),
-           "--threads", threads, "--adds", adds, *extra_args]
+    cmd = [*strace_command(trace_dir, seccomp_bpf="--seccomp" not in extra_args),
+           *map(str, launcher), str(binary), "--threads", threads, "--adds", adds, *extra_args]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     return proc, events, parse_strace(trace_dir)

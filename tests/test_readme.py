@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from conftest import ROOT
+from rseq_gen.coexistence import PAIRING_NOTES, pairing_markdown, pairing_rows
 from rseq_gen.protocols import markdown_table
 
 README = (ROOT / "README.md").read_text()
@@ -31,6 +32,20 @@ def test_protocol_table_is_generated_from_the_protocol_rows():
     begin, end = "<!-- protocol-table:begin -->\n", "<!-- protocol-table:end -->"
     table = README[README.index(begin) + len(begin):README.index(end)].strip()
     assert table == markdown_table(), "run: python -m rseq_gen.protocols and paste into README.md"
+
+
+def test_pairing_table_is_generated_from_the_prediction():
+    begin, end = "<!-- pairing-table:begin -->\n", "<!-- pairing-table:end -->"
+    table = README[README.index(begin) + len(begin):README.index(end)].strip()
+    assert table == pairing_markdown(), "run: python -m rseq_gen.coexistence and paste into README.md"
+
+
+def test_every_conflict_of_the_pairing_table_is_explained():
+    """Each peer's note names every conflict its rows show (a model change
+    that makes a new one needs its explanation and remedy)."""
+    for adopter, _, cells in pairing_rows():
+        for mark in re.findall(r"\*\*[a-z ]+\*\*|\*[a-z ]+\*", " ".join(cells)):
+            assert mark in PAIRING_NOTES[adopter], f"{adopter}: the note does not explain {mark}"
 
 
 def test_apt_packages_are_listed_one_per_line():

@@ -13,10 +13,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-#: Libc environments a prediction is made for. Static glibc behaves as
-#: "glibc" (libc.a registers every thread too); musl never registers.
+#: Libc environments a prediction is made for. Static glibc registers
+#: every thread as dynamic glibc does, but dlsym finds none of its symbols
+#: there (measured: dlsym(RTLD_NEXT, "__rseq_size") is NULL in a static
+#: glibc 2.36 program): adopters that look glibc up only with dlsym do not
+#: see its registration. musl never registers.
 LIBC_ENVIRONMENTS = (
-    "glibc",           # glibc >= 2.35 registers every thread (dynamic or static)
+    "glibc",           # glibc >= 2.35 registers every thread (dynamic linking)
+    "glibc-static",    # the same, statically linked: dlsym finds nothing
     "glibc-rseq-off",  # GLIBC_TUNABLES=glibc.pthread.rseq=0
     "glibc-old",       # glibc < 2.35: no rseq ABI at all
     "musl",            # musl: never registers
@@ -24,13 +28,22 @@ LIBC_ENVIRONMENTS = (
 )
 LIBC_ENVIRONMENT_TITLES = {
     "glibc": "glibc >= 2.35 registering",
+    "glibc-static": "static glibc >= 2.35 registering",
     "glibc-rseq-off": "glibc, glibc.pthread.rseq=0",
     "glibc-old": "glibc < 2.35",
     "musl": "musl (or no libc registration)",
     "denied": "rseq denied (ENOSYS/EPERM)",
 }
 #: Environments in which the libc registers every thread before any module runs.
-LIBC_REGISTERS = frozenset({"glibc"})
+LIBC_REGISTERS = frozenset({"glibc", "glibc-static"})
+#: Environments in which dlsym finds no symbol (static links).
+NO_DLSYM = frozenset({"glibc-static"})
+#: Alignment of glibc's static TLS block when no start-up module asks for
+#: more (x86_64, glibc 2.36, measured): dlopen refuses an object whose
+#: initial-exec TLS is aligned above the start-up alignment ("cannot
+#: allocate memory in static TLS block"), however much surplus
+#: glibc.rtld.optional_static_tls gives.
+GLIBC_STARTUP_TLS_ALIGN = 64
 
 
 @dataclass(frozen=True)
@@ -69,6 +82,10 @@ class Adopter:
     #: Uses glibc's registration (through __rseq_offset/__rseq_size) when
     #: glibc registered, instead of registering.
     uses_glibc_area: bool = False
+    #: How it finds glibc's symbols: "weak" (weak references, perhaps then
+    #: dlsym: works in static links too) or "dlsym" (dlsym(RTLD_NEXT) only:
+    #: finds nothing in a static link, so it registers its own area there).
+    glibc_lookup: str = "weak"
     #: When it calls rseq() on a thread.
     registers_when: str = ""
     #: Registration length it passes.
@@ -88,9 +105,22 @@ class Adopter:
     writes_cpu_id_start: bool = False
     #: Can be linked statically / with musl (for the test matrix).
     links_static: bool = True
+    #: Alignment of its initial-exec TLS area (None: it has none). Above
+    #: GLIBC_STARTUP_TLS_ALIGN, glibc cannot dlopen it.
+    tls_align: int | None = None
     #: What it does, per libc environment (README and verifier text).
     behaviour: dict = field(default_factory=dict)
     notes: str = ""
+
+    @property
+    def dlopen_refused(self) -> bool:
+        """glibc refuses to dlopen it (its initial-exec TLS alignment)."""
+        return self.tls_align is not None and self.tls_align > GLIBC_STARTUP_TLS_ALIGN
+
+    def sees_glibc_registration(self, env: str) -> bool:
+        """Uses glibc's area in ``env`` instead of registering."""
+        return self.uses_glibc_area and env in LIBC_REGISTERS and not (
+            self.glibc_lookup == "dlsym" and env in NO_DLSYM)
 
 
 def _behaviour(**by_env) -> dict:
@@ -125,6 +155,7 @@ ADOPTERS: dict[str, Adopter] = {
             refusal="fatal",
             behaviour=_behaviour(
                 glibc="registers every thread; publishes the area through __rseq_offset",
+                glibc_static="the same (libc.a); the symbols are reachable by weak references only",
                 glibc_rseq_off="registers nothing; __rseq_size is 0, __rseq_offset still valid",
                 glibc_old="no rseq support at all",
                 musl="-",
@@ -143,13 +174,17 @@ ADOPTERS: dict[str, Adopter] = {
             runtime_recognition="weak references (and, for a library loaded later, dlsym(RTLD_DEFAULT)) "
                                 "of rseq_register_current_thread and rseq_offset",
             uses_glibc_area=True,
+            glibc_lookup="dlsym",
             registers_when="a thread, only when the application calls rseq_register_current_thread()",
             length="max(rseq_size, 32): 32 for the first thread, the feature size after",
             on_refusal="returns -1 while no thread registered; abort() ('incoherent success/failure') "
                        "once one did",
             refusal="abort-after-success",
+            tls_align=1024,
             behaviour=_behaviour(
                 glibc="uses glibc's area (finds __rseq_offset with dlsym(RTLD_NEXT)); no syscall",
+                glibc_static="dlsym finds nothing, so it registers its private area: refused "
+                             "(EINVAL, glibc registered), rseq_register_current_thread() returns -1",
                 glibc_rseq_off="registers its private initial-exec TLS area (1024-aligned) on request",
                 glibc_old="registers its private area on request",
                 musl="registers its private area on request",
@@ -171,14 +206,17 @@ ADOPTERS: dict[str, Adopter] = {
             length="32, or the feature size when above 32 (2026 versions)",
             on_refusal="returns -1 while no thread registered; abort() once one did",
             refusal="abort-after-success",
+            tls_align=256,
             behaviour=_behaviour(
                 glibc="uses glibc's area (weak references, then dlsym)",
+                glibc_static="uses glibc's area (the weak references resolve in libc.a)",
                 glibc_rseq_off="registers its private TLS area __rseq on request",
                 glibc_old="registers its private area on request",
                 musl="registers its private area on request",
                 denied="rseq_register_current_thread() returns -1",
             ),
-            notes="Area: a local TLS union __rseq of 1024 bytes (struct rseq_abi aligned 256 since 2026).",
+            notes="Area: a local TLS union __rseq of 1024 bytes (struct rseq_abi aligned 256 since 2026, "
+                  "32 before: only the older builds can be dlopen'd).",
         ),
         Adopter(
             name="tcmalloc",
@@ -193,11 +231,13 @@ ADOPTERS: dict[str, Adopter] = {
             on_refusal="the first thread refused: slow mode for the whole process; after fast mode, a "
                        "refused thread aborts (TC_CHECK)",
             refusal="slow-mode",
+            tls_align=64,
             needs_own_rseq_abi=True,
             writes_cpu_id_start=True,
             behaviour=_behaviour(
                 glibc="its registration is refused (EINVAL: glibc's area is registered): slow mode, "
                       "unless glibc.pthread.rseq=0",
+                glibc_static="the same as dynamic glibc: slow mode",
                 glibc_rseq_off="registers __rseq_abi on each thread: fast mode",
                 glibc_old="registers __rseq_abi on each thread: fast mode",
                 musl="registers __rseq_abi on each thread: fast mode",
@@ -222,7 +262,8 @@ ADOPTERS: dict[str, Adopter] = {
             on_refusal="runs on exact fallbacks",
             refusal="fallback",
             behaviour=_behaviour(
-                glibc="per protocol", glibc_rseq_off="per protocol", glibc_old="per protocol",
+                glibc="per protocol", glibc_static="per protocol", glibc_rseq_off="per protocol",
+                glibc_old="per protocol",
                 musl="per protocol", denied="fallbacks",
             ),
         ),

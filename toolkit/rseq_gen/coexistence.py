@@ -16,6 +16,12 @@ orders:
 
 ``first`` says which group touches a thread first where the modules'
 load order does not decide it: "peer" (the other adopters) or "rseq-gen".
+Within the rseq-gen group, start-up modules act in constructor order (each
+registers the main thread from its constructor), which is not the lookup
+order: ld.so runs the constructors of libraries that do not depend on each
+other in the reverse of their load order, the executable's last, and a
+static executable runs them in link order (measured; ``Member.init``).
+Workers are assumed to meet them in the same order.
 
 The generated runtime implements the rseq-gen side of these rules
 (templates/rseq.c.j2); the coexistence matrix test measures each cell and
@@ -26,7 +32,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from rseq_gen.adopters import ADOPTERS, LIBC_ENVIRONMENTS, LIBC_REGISTERS, LIBRSEQ_ABI
+from rseq_gen.adopters import (ADOPTERS, LIBC_ENVIRONMENT_TITLES, LIBC_ENVIRONMENTS, LIBC_REGISTERS, LIBRSEQ_ABI,
+                               NO_DLSYM)
 from rseq_gen.protocols import PROTOCOLS
 
 THREADS = ("main", "worker")
@@ -41,6 +48,12 @@ class Member:
     adopter: str                 # a row of rseq_gen.adopters.ADOPTERS
     protocol: str | None = None  # for rseq-gen modules
     loaded: str = "startup"      # "startup" (executable, DT_NEEDED, preload) or "dlopen" (later)
+    #: Rank in constructor order among the start-up members (lower runs
+    #: first). None: the reverse of the list order, what ld.so does for an
+    #: executable and libraries that do not depend on each other. Give it
+    #: for a library that depends on another start-up member (it runs
+    #: after it) and for the objects of a static executable (link order).
+    init: int | None = None
 
     @property
     def is_rseq_gen(self) -> bool:
@@ -105,10 +118,15 @@ class _Process:
         return any(m.adopter in LIBRSEQ_ABI and m.label in self.loaded for m in self.members)
 
 
+def _librseq_area(proc: _Process, m: Member) -> str:
+    """The area a librseq-ABI member publishes through rseq_offset."""
+    return "glibc" if ADOPTERS[m.adopter].sees_glibc_registration(proc.env) else f"private:{m.label}"
+
+
 def _librseq_registered(proc: _Process, state: dict) -> bool:
     reg = state["area"]
-    return reg is not None and (reg == "glibc" or any(
-        reg == f"private:{m.label}" for m in proc.members if m.adopter in LIBRSEQ_ABI))
+    return reg is not None and any(
+        reg == _librseq_area(proc, m) for m in proc.members if m.adopter in LIBRSEQ_ABI)
 
 
 def _register(proc: _Process, state: dict, area: str, who: str) -> str:
@@ -173,7 +191,7 @@ def _rseq_gen_owner(proc: _Process, m: Member, state: dict) -> str:
 def _peer_step(proc: _Process, m: Member, state: dict, out: ThreadOutcome) -> None:
     a = ADOPTERS[m.adopter]
     if a.area == "private":                     # librseq, selftests: on request
-        if a.uses_glibc_area and proc.env in LIBC_REGISTERS:
+        if a.sees_glibc_registration(proc.env):
             out.peers[m.label] = "uses-glibc"
             return
         r = _register(proc, state, f"private:{m.label}", m.label)
@@ -215,8 +233,13 @@ def _replay(members: list[Member], env: str, first: str) -> dict[str, ThreadOutc
     startup = [m for m in members if m.loaded == "startup"]
     later = [m for m in members if m.loaded == "dlopen"]
 
+    def rank(m: Member):
+        if m.loaded == "dlopen":
+            return (1, members.index(m))
+        return (0, m.init if m.init is not None else -startup.index(m))
+
     def ordered(group):
-        ours = [m for m in group if m.is_rseq_gen]
+        ours = sorted((m for m in group if m.is_rseq_gen), key=rank)
         peers = [m for m in group if not m.is_rseq_gen]
         return ours + peers if first == "rseq-gen" else peers + ours
 
@@ -275,3 +298,147 @@ def order_matters(members: list[Member], env: str) -> bool:
 
 def _summary(p: Prediction):
     return {t: (o.owners, o.peers, o.registrant) for t, o in p.threads.items()}, p.broken, p.degraded
+
+
+# ---- the README's pairing table ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """How a program holds one rseq-gen module and one peer."""
+
+    title: str
+    first: str               # predict()'s `first`
+    rgen_loaded: str         # "startup" or "dlopen"
+    peer_loaded: str
+    #: Symbol lookup order of the start-up modules ("rseq-gen", "peer").
+    lookup: tuple[str, ...]
+
+    def members(self, protocol: str, adopter: str) -> list[Member]:
+        loaded = {"rseq-gen": self.rgen_loaded, "peer": self.peer_loaded}
+        order = [*self.lookup, *(u for u in ("rseq-gen", "peer") if loaded[u] == "dlopen")]
+        return [Member("rseq-gen", "rseq-gen", protocol, loaded[u]) if u == "rseq-gen"
+                else Member(adopter, adopter, None, loaded[u]) for u in order]
+
+
+SCENARIOS = {
+    # both at start-up, the peer earlier in lookup order and first on each thread
+    "peer-first": Scenario("peer first", "peer", "startup", "startup", ("peer", "rseq-gen")),
+    "rseq-gen-first": Scenario("rseq-gen first", "rseq-gen", "startup", "startup", ("rseq-gen", "peer")),
+    "rseq-gen-dlopen": Scenario("rseq-gen dlopen'd", "peer", "dlopen", "startup", ("peer",)),
+    "peer-dlopen": Scenario("peer dlopen'd", "rseq-gen", "startup", "dlopen", ("rseq-gen",)),
+}
+
+#: Peers of the pairing table (a second rseq-gen module is the protocol
+#: table's "second module").
+PAIRING_PEERS = ("librseq", "selftests", "tcmalloc")
+_STATE_TEXT = {"ok": "ok", "uses-glibc": "ok (glibc's area)", "shared": "ok (shared area)",
+               "slow-mode": "*slow mode*", "refused": "**refused**", "aborts": "**aborts**",
+               "denied": "denied"}
+#: What each conflict of the table means, why nothing can fix it, and what to
+#: do instead (a test checks that every conflict the table shows is named).
+PAIRING_NOTES = {
+    "librseq": (
+        "**refused** under static glibc: librseq looks glibc up with `dlsym(RTLD_NEXT)` only, "
+        "which finds nothing in a static executable, so it registers its own area on threads "
+        "glibc registered and gets EINVAL, alone as well as beside rseq-gen (whose `glibc`, `own` "
+        "and `compat` modules use glibc's area). Link dynamically, or give librseq weak references "
+        "to `__rseq_offset`/`__rseq_size` as the kernel selftests did. glibc cannot dlopen librseq: "
+        "its initial-exec TLS area is aligned to 1024, above the start-up TLS alignment (64), and "
+        "dlopen fails with \"cannot allocate memory in static TLS block\"; link it at start-up."),
+    "selftests": (
+        "glibc cannot dlopen the 2026 selftests either (area aligned to 256). A librseq-ABI library "
+        "that does arrive after rseq-gen code registered threads without glibc's registration "
+        "(a build whose area is aligned to at most 64, such as the selftests before 2026; the test "
+        "matrix measures one) is **refused** on those threads: the kernel keeps one area per thread "
+        "and nothing can move a registration, so they stay with rseq-gen and "
+        "`rseq_register_current_thread()` returns -1 there (librseq would abort once one of its "
+        "registrations succeeded); from then on rseq-gen registers no more threads and uses the "
+        "library's area where it registered. Do instead: link the library at start-up (DT_NEEDED or "
+        "LD_PRELOAD), so every rseq-gen module sees it from its first call and never registers, or "
+        "leave glibc's registration on."),
+    "tcmalloc": (
+        "**aborts** where an rseq-gen `__rseq_abi` (`cpu-id`, `refcount`, `handled`, `compat`) comes "
+        "earlier in symbol lookup order than tcmalloc's, without glibc's registration: tcmalloc "
+        "binds to that `__rseq_abi`, and once the area is registered its check that "
+        "`tcmalloc_slabs` overlays `__rseq_abi.cpu_id_start` fails. A binding cannot change at run "
+        "time. Do instead: link tcmalloc before the rseq-gen libraries (DT_NEEDED order; in a "
+        "static link tcmalloc's strong definition wins anyway) and never dlopen it after them; "
+        "then `compat` and tcmalloc share one area and both get a fast path. *slow mode* under "
+        "glibc's registration is tcmalloc's own behaviour (it never reads glibc's symbols, so its "
+        "registration is refused, alone too): only `GLIBC_TUNABLES=glibc.pthread.rseq=0` gives it "
+        "per-CPU caches. `own` beside tcmalloc without glibc's registration: whichever registers "
+        "a thread first keeps it, so either tcmalloc runs in slow mode (own first) or the `own` "
+        "module runs on fallbacks (tcmalloc first), and a thread `own` registers after tcmalloc "
+        "went fast makes tcmalloc abort; use `compat` linked after tcmalloc."),
+}
+
+
+def _pairing_outcome(protocol: str, adopter: str, env: str, scenario: Scenario) -> str:
+    pred = predict(scenario.members(protocol, adopter), env, scenario.first)
+
+    def one(t):
+        o = pred.threads[t]
+        return f"`{o.owners['rseq-gen']}` / {_STATE_TEXT[o.peers[adopter]]}"
+
+    if pred.threads["main"].peers[adopter] == "aborts":
+        return "**aborts** (main thread)"
+    main, worker = one("main"), one("worker")
+    return main if main == worker else f"main {main}, workers {worker}"
+
+
+def _pairing_cell(protocol: str, adopter: str, env: str) -> str:
+    groups: dict[str, list[str]] = {}
+    for scenario in SCENARIOS.values():
+        if "dlopen" in (scenario.rgen_loaded, scenario.peer_loaded) and env in NO_DLSYM:
+            continue  # a static executable loads nothing later
+        if scenario.peer_loaded == "dlopen" and ADOPTERS[adopter].dlopen_refused:
+            continue  # glibc cannot load it later (the row says so)
+        text = _pairing_outcome(protocol, adopter, env, scenario)
+        groups.setdefault(text, []).append(scenario.title)
+    if len(groups) == 1:
+        return next(iter(groups))
+    return "; ".join(f"{', '.join(titles)}: {text}" for text, titles in groups.items())
+
+
+def pairing_rows() -> list[tuple[str, tuple[str, ...], list[str]]]:
+    """(adopter, protocols, one cell per column group) in table order; the
+    environments with identical columns are merged (pairing_columns)."""
+    columns = pairing_columns()
+    rows = []
+    for adopter in PAIRING_PEERS:
+        by_cells: dict[tuple, list[str]] = {}
+        for protocol in PROTOCOLS:
+            cells = tuple(_pairing_cell(protocol, adopter, envs[0]) for envs in columns)
+            by_cells.setdefault(cells, []).append(protocol)
+        rows += [(adopter, tuple(protocols), list(cells)) for cells, protocols in by_cells.items()]
+    return rows
+
+
+def pairing_columns() -> list[tuple[str, ...]]:
+    """LIBC_ENVIRONMENTS grouped where every pairing comes out the same."""
+    groups: dict[tuple, list[str]] = {}
+    for env in LIBC_ENVIRONMENTS:
+        key = tuple(_pairing_cell(p, a, env) for a in PAIRING_PEERS for p in PROTOCOLS)
+        groups.setdefault(key, []).append(env)
+    return [tuple(envs) for envs in groups.values()]
+
+
+def pairing_markdown() -> str:
+    """The README's pairing table and its notes (a test keeps the README in
+    step): per peer and protocol, per environment, what the rseq-gen module's
+    P_owner() reports / the peer's state, by how the program holds the two."""
+    columns = pairing_columns()
+    head = ["peer", "protocols", *(" / ".join(LIBC_ENVIRONMENT_TITLES[e] for e in envs) for envs in columns)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for adopter, protocols, cells in pairing_rows():
+        name = adopter + (" (cannot be dlopen'd)" if ADOPTERS[adopter].dlopen_refused else "")
+        lines.append("| " + " | ".join([name, ", ".join(f"`{p}`" for p in protocols), *cells]) + " |")
+    lines.append("")
+    for adopter in PAIRING_PEERS:
+        lines.append(f"- {adopter}: {PAIRING_NOTES[adopter]}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(pairing_markdown())
