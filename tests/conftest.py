@@ -58,3 +58,33 @@ def gen(tmp_path):
         return generate(tmp_path / f"gen{next(counter)}", protocol, prefix, *extra)
 
     return _gen
+
+
+# ---- the Linux 7.x guest (tests/guest.py) -----------------------------------
+
+@pytest.fixture(scope="session")
+def guest_results(request, tmp_path_factory):
+    """Builds the guest programs of every module with a selected test using
+    this fixture, boots Debian sid's 7.x kernel once with all of them, and
+    returns their results by program name (a lookup fails the test with one
+    line when the guest cannot run)."""
+    import guest
+
+    modules = {item.module.__name__ for item in request.session.items
+               if "guest_results" in getattr(item, "fixturenames", ())}
+    workdir = tmp_path_factory.mktemp("guest")
+    cache = guest.KernelCache(request.config.cache.mkdir("rseq-gen-kernel7"))
+    vm = guest.Guest(cache, workdir / "vm")
+    image = results = error = None
+    try:
+        image = vm.image()
+        programs = []
+        for name, (module, builder) in sorted(guest.BUILDERS.items()):
+            if module in modules:
+                out = workdir / name
+                out.mkdir()
+                programs += list(builder(out))
+        results = vm.run(programs)
+    except guest.GuestError as exc:
+        error = str(exc)
+    return guest.GuestResults(results, error, image, vm.boots)
