@@ -69,8 +69,9 @@ class MatrixBuild:
     """Generates the four prefixes for one protocol and builds the programs
     once per (protocol, compiler); variants are built on first use."""
 
-    def __init__(self, root: Path, protocol: str, cc: str):
+    def __init__(self, root: Path, protocol: str, cc: str, generate_args: tuple = ()):
         self.root, self.protocol, self.cc = root, protocol, cc
+        self.generate_args = tuple(generate_args)  # e.g. ("--registration", "extended")
         self.gen = root / "gen"
         self.out = root / cc
         self._built: dict[str, Path] = {}
@@ -79,8 +80,8 @@ class MatrixBuild:
         if (self.gen / "m_rseq.c").exists():
             return
         for prefix in ("m", "a", "b"):
-            generate(self.gen, self.protocol, prefix)
-        generate(self.gen, self.protocol, "c", "--dlopen-safe")
+            generate(self.gen, self.protocol, prefix, *self.generate_args)
+        generate(self.gen, self.protocol, "c", "--dlopen-safe", *self.generate_args)
 
     def _objects(self, cc, out, pic):
         objs = []
