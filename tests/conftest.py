@@ -88,3 +88,13 @@ def guest_results(request, tmp_path_factory):
     except guest.GuestError as exc:
         error = str(exc)
     return guest.GuestResults(results, error, image, vm.boots)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """How long the guest took (boot + programs), for the record."""
+    import guest
+
+    for boot in guest.BOOTS:
+        terminalreporter.write_line(
+            f"guest: {boot.release}, {boot.programs} programs, {boot.seconds:.1f} s "
+            f"(boot to /init {boot.boot_seconds:.1f} s, programs {boot.program_seconds:.1f} s in guest time)")

@@ -302,9 +302,10 @@ def build_initramfs(path: Path, image: KernelImage, programs: Sequence[GuestProg
     cpio.write(path)
 
 
-def parse_results(text: str, token: str) -> tuple[str | None, dict[str, GuestResult], bool]:
-    """(uname -r, results by name, whether the batch finished) from ttyS1."""
-    release, results, done = None, {}, False
+def parse_results(text: str, token: str) -> tuple[str | None, float, dict[str, GuestResult], bool]:
+    """(uname -r, uptime at /init, results by name, whether the batch
+    finished) from ttyS1."""
+    release, boot_seconds, results, done = None, 0.0, {}, False
     name = section = None
     buf: dict[str, list[str]] = {}
     marker = f"@@{token} "
@@ -313,6 +314,7 @@ def parse_results(text: str, token: str) -> tuple[str | None, dict[str, GuestRes
             words = line[len(marker):].split()
             if words[0] == "boot":
                 release = words[1] if len(words) > 1 else ""
+                boot_seconds = float(words[2]) if len(words) > 2 else 0.0
             elif words[0] in ("stdout", "stderr"):
                 section, name = words[0], words[1]
                 buf[section] = []
@@ -326,14 +328,20 @@ def parse_results(text: str, token: str) -> tuple[str | None, dict[str, GuestRes
             continue
         if section is not None:
             buf[section].append(line)
-    return release, results, done
+    return release, boot_seconds, results, done
 
 
 @dataclass
 class BootRecord:
-    seconds: float
+    seconds: float          # host wall time of the whole qemu run
     programs: int
     release: str
+    boot_seconds: float     # guest uptime when /init started
+    program_seconds: float  # guest time spent in the programs
+
+
+#: Every boot of this process, for the terminal summary.
+BOOTS: list[BootRecord] = []
 
 
 class Guest:
@@ -373,13 +381,16 @@ class Guest:
         if proc.returncode != 0:
             raise GuestError(f"{QEMU} exited {proc.returncode}: "
                              f"{(proc.stderr.strip().splitlines() or ['no message'])[-1]}")
-        release, results, done = parse_results(serial.read_text(errors="replace"), token)
+        release, boot_seconds, results, done = parse_results(serial.read_text(errors="replace"), token)
         if release is None:
             raise GuestError(f"the {image.release} guest never ran /init (console: {_tail(console)})")
         if not done:
             missing = [p.name for p in programs if p.name not in results]
             raise GuestError(f"the guest stopped before finishing {missing[:3]} (console: {_tail(console)})")
-        self.boots.append(BootRecord(seconds, len(programs), release))
+        record = BootRecord(seconds, len(programs), release, boot_seconds,
+                            round(sum(r.seconds for r in results.values()), 2))
+        self.boots.append(record)
+        BOOTS.append(record)
         return results
 
 
