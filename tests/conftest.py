@@ -97,4 +97,5 @@ def pytest_terminal_summary(terminalreporter):
     for boot in guest.BOOTS:
         terminalreporter.write_line(
             f"guest: {boot.release}, {boot.programs} programs, {boot.seconds:.1f} s "
-            f"(boot to /init {boot.boot_seconds:.1f} s, programs {boot.program_seconds:.1f} s in guest time)")
+            f"(boot to /init {boot.boot_seconds:.1f} s, programs {boot.program_seconds:.1f} s in guest time; "
+            f"slowest: {', '.join(f'{n} {s:.1f} s' for n, s in boot.slowest)})")

@@ -338,6 +338,7 @@ class BootRecord:
     release: str
     boot_seconds: float     # guest uptime when /init started
     program_seconds: float  # guest time spent in the programs
+    slowest: list[tuple[str, float]] = field(default_factory=list)
 
 
 #: Every boot of this process, for the terminal summary.
@@ -388,7 +389,8 @@ class Guest:
             missing = [p.name for p in programs if p.name not in results]
             raise GuestError(f"the guest stopped before finishing {missing[:3]} (console: {_tail(console)})")
         record = BootRecord(seconds, len(programs), release, boot_seconds,
-                            round(sum(r.seconds for r in results.values()), 2))
+                            round(sum(r.seconds for r in results.values()), 2),
+                            sorted(((r.name, r.seconds) for r in results.values()), key=lambda x: -x[1])[:5])
         self.boots.append(record)
         BOOTS.append(record)
         return results

@@ -40,8 +40,9 @@ from test_probe import inputs_from_selfview, parse_selfview
 
 C_DIR = ROOT / "tests" / "c"
 CFLAGS = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O2"]
-THREADS, ADDS, DLOPEN_ITERATIONS, BACKGROUND_THREADS = 8, 50000, 50, 4
-REGISTRATIONS = tuple(abi.REGISTRATION_MODES)
+#: Smaller than on the host (16 threads x 200000 adds, 200 dlopen rounds):
+#: the guest is emulated, one host thread for both vCPUs.
+THREADS, ADDS, DLOPEN_ITERATIONS, BACKGROUND_THREADS = 8, 50000, 20, 4
 
 #: Scenario -> (how the program is linked, the protocol table's environment).
 SCENARIOS = {
@@ -51,8 +52,17 @@ SCENARIOS = {
     "dyn-sid": ("dyn", "glibc"),
     "dyn-sid-off": ("dyn", "glibc-rseq-off"),
 }
-#: auto registers like extended on 7.x: checked where our own code registers.
-AUTO_SCENARIOS = ("alone-sid-off",)
+#: Scenarios per --registration mode. Static glibc 2.36 owns a 32-byte
+#: registration whatever the mode, so it runs once (legacy); the plugin loop
+#: under sid's glibc (its 33-byte v2 registration) runs with the extended
+#: code, the legacy code meets that registration alone; auto registers like
+#: extended on 7.x and is checked where our own code registers.
+SCENARIOS_BY_REGISTRATION = {
+    "legacy": ("alone-sid", "alone-sid-off", "static", "dyn-sid-off"),
+    "extended": ("alone-sid", "alone-sid-off", "dyn-sid", "dyn-sid-off"),
+    "auto": ("alone-sid-off",),
+}
+assert set(SCENARIOS_BY_REGISTRATION) == set(abi.REGISTRATION_MODES)
 #: glibc >= 2.41 registers max(AT_RSEQ_FEATURE_SIZE, 32) bytes; 2.35-2.40
 #: (the static 2.36 here) 32 (shared/reference/rseq-abi.md section 2, 7.2).
 GLIBC_STATIC_LEN = abi.AREA_SIZE
@@ -60,8 +70,8 @@ GLIBC_STATIC_LEN = abi.AREA_SIZE
 
 def _matrix_cases():
     for protocol in PROTOCOLS:
-        for registration in REGISTRATIONS:
-            for scenario in (AUTO_SCENARIOS if registration == "auto" else SCENARIOS):
+        for registration, scenarios in SCENARIOS_BY_REGISTRATION.items():
+            for scenario in scenarios:
                 yield protocol, registration, scenario
 
 
