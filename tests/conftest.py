@@ -77,6 +77,7 @@ def guest_results(request, tmp_path_factory):
     vm = guest.Guest(cache, workdir / "vm")
     image = results = error = None
     try:
+        vm.tools()
         image = vm.image()
         programs = []
         for name, (module, builder) in sorted(guest.BUILDERS.items()):

@@ -359,8 +359,13 @@ class Guest:
             self._image = self.cache.image()
         return self._image
 
+    @staticmethod
+    def tools() -> tuple[str, str]:
+        """qemu and busybox, or GuestError naming the missing package."""
+        return _tool(QEMU), _tool("busybox")
+
     def run(self, programs: Sequence[GuestProgram]) -> dict[str, GuestResult]:
-        qemu, busybox = _tool(QEMU), _tool("busybox")
+        qemu, busybox = self.tools()
         image = self.image()
         self.workdir.mkdir(parents=True, exist_ok=True)
         n = len(self.boots)

@@ -24,8 +24,10 @@ builders are decorated with @guest_programs):
 from __future__ import annotations
 
 import errno
+import os
 import signal
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -90,13 +92,20 @@ def _run(cmd, cwd):
 @guest_programs
 def matrix_programs(workdir: Path):
     builds = {}
+    for protocol, registration, _ in MATRIX_CASES:
+        builds.setdefault((protocol, registration), MatrixBuild(
+            workdir / f"{protocol}-{registration}", protocol, "gcc", ("--registration", registration)))
+
+    def build_all(key):  # the compilers are subprocesses: one thread per CPU keeps them busy
+        for protocol, registration, scenario in MATRIX_CASES:
+            if (protocol, registration) == key:
+                builds[key].binary(SCENARIOS[scenario][0])
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        list(pool.map(build_all, builds))
     for protocol, registration, scenario in MATRIX_CASES:
-        key = (protocol, registration)
-        if key not in builds:
-            builds[key] = MatrixBuild(workdir / f"{protocol}-{registration}", protocol, "gcc",
-                                      ("--registration", registration))
         variant, table_env = SCENARIOS[scenario]
-        binary, _ = builds[key].binary(variant)
+        binary, _ = builds[(protocol, registration)].binary(variant)
         name = _name(protocol, registration, scenario)
         args = ["matrix", "--threads", str(THREADS), "--adds", str(ADDS), "--probe-live"]
         files = {"matrix": binary}
@@ -156,8 +165,14 @@ def probe_programs(workdir: Path):
 
 # ---- facts of the guest, from the probe record ---------------------------------
 
-@pytest.fixture(scope="module")
-def guest_inputs(guest_results):
+_INPUTS: dict = {}
+
+
+def probe_inputs(guest_results) -> dict:
+    """ProbeInputs of the guest by probe program (a plain function, not a
+    fixture: without the guest, each test fails with the one line why)."""
+    if _INPUTS:
+        return _INPUTS
     out = {}
     for name in PROBE_ENVS:
         r = guest_results[name]
@@ -165,6 +180,7 @@ def guest_inputs(guest_results):
         inp = inputs_from_selfview(*parse_selfview(r.stdout), arch="x86_64")
         inp.tunable = "0" if name.endswith("-off") else None
         out[name] = inp
+    _INPUTS.update(out)
     return out
 
 
@@ -182,10 +198,10 @@ def _expected_len(owner: str, table_env: str, registration: str, inputs) -> int:
 
 # ---- the kernel package ----------------------------------------------------------
 
-def test_guest_kernel_is_7x_with_v2_mode_entry(guest_results, guest_inputs):
+def test_guest_kernel_is_7x_with_v2_mode_entry(guest_results):
     image = guest_results.image
     assert image.release.startswith("7."), image
-    assert guest_inputs["probe-sid"].kernel_release == image.release
+    assert probe_inputs(guest_results)["probe-sid"].kernel_release == image.release
     assert image.config_value("RSEQ") == "y"
     # v2 mode needs the generic entry code (Documentation/userspace-api/rseq.rst).
     assert image.config_value("GENERIC_IRQ_ENTRY") == "y"
@@ -197,7 +213,7 @@ def test_guest_kernel_is_7x_with_v2_mode_entry(guest_results, guest_inputs):
 # ---- coexistence ---------------------------------------------------------------
 
 @pytest.mark.parametrize("protocol, registration, scenario", MATRIX_CASES)
-def test_matrix_in_guest(protocol, registration, scenario, guest_results, guest_inputs):
+def test_matrix_in_guest(protocol, registration, scenario, guest_results):
     r = guest_results[_name(protocol, registration, scenario)]
     assert r.returncode == 0, r.describe()
     variant, table_env = SCENARIOS[scenario]
@@ -234,7 +250,7 @@ def test_matrix_in_guest(protocol, registration, scenario, guest_results, guest_
     # No strace here: ask the kernel. The module's area on every thread is
     # the live registration, with the length the mode promises.
     m_owner = main_owners["m"]
-    want = _expected_len(m_owner, table_env, registration, guest_inputs["probe-sid"])
+    want = _expected_len(m_owner, table_env, registration, probe_inputs(guest_results)["probe-sid"])
     for live in by_event["live"]:
         assert (live["len"], live["module_len"]) == (want, want), f"{live['scope']}: {live}, want {want}"
     for i, live in enumerate(by_event["thread_live"][0]["threads"]):
@@ -250,17 +266,17 @@ def test_matrix_in_guest(protocol, registration, scenario, guest_results, guest_
     else:
         assert registrations == 0, "glibc owns, or nobody can register: the generated code registered"
     if want > abi.AREA_SIZE:
-        assert guest_inputs["probe-sid"].at_rseq_feature_size > abi.AREA_SIZE
+        assert probe_inputs(guest_results)["probe-sid"].at_rseq_feature_size > abi.AREA_SIZE
 
 
-def test_extended_registration_is_v2_in_the_guest_and_legacy_on_the_host(guest_results, guest_inputs,
+def test_extended_registration_is_v2_in_the_guest_and_legacy_on_the_host(guest_results,
                                                                          tmp_path):
     """--registration extended: 64 bytes on 7.x (v2 mode), 32 on this host's
     6.18 (feature size 28): the same binary decides at run time."""
     r = guest_results[_name("compat", "extended", "alone-sid-off")]
     live = [e for e in r.events() if e["event"] == "live"][0]
-    assert live["len"] == 64 == extended_length(guest_inputs["probe-sid"].at_rseq_feature_size,
-                                                guest_inputs["probe-sid"].at_rseq_align)
+    assert live["len"] == 64 == extended_length(probe_inputs(guest_results)["probe-sid"].at_rseq_feature_size,
+                                                probe_inputs(guest_results)["probe-sid"].at_rseq_align)
     exe = _generated_program(tmp_path, "v2_witness.c", "compat", "extended")
     env = {"GLIBC_TUNABLES": "glibc.pthread.rseq=0", "PATH": "/usr/bin:/bin"}
     host = subprocess.run([str(exe), "read"], capture_output=True, text=True, env=env, timeout=60)
@@ -271,7 +287,7 @@ def test_extended_registration_is_v2_in_the_guest_and_legacy_on_the_host(guest_r
 # ---- the witness ----------------------------------------------------------------
 
 @pytest.mark.parametrize("name", list(WITNESS))
-def test_v2_witness(name, guest_results, guest_inputs):
+def test_v2_witness(name, guest_results):
     protocol, registration, static, env, action = WITNESS[name]
     r = guest_results[name]
     events = r.events()
@@ -279,7 +295,7 @@ def test_v2_witness(name, guest_results, guest_inputs):
     length = events[0]["len"]
     owner = events[0]["owner"]
     assert owner == ("glibc" if protocol == "glibc" else "self"), r.describe()
-    want = _expected_len(owner, env, registration, guest_inputs["probe-sid"])
+    want = _expected_len(owner, env, registration, probe_inputs(guest_results)["probe-sid"])
     assert length == want, r.describe()
     survived = any(e["event"] == "survived" for e in events)
     if action == "store" and length > abi.AREA_SIZE:
@@ -299,7 +315,7 @@ def test_witness_kills_exactly_the_v2_stores(guest_results):
 # ---- time-slice extension -------------------------------------------------------
 
 @pytest.mark.parametrize("name", list(SLICE))
-def test_slice_extension_in_guest(name, guest_results, guest_inputs):
+def test_slice_extension_in_guest(name, guest_results):
     registration, env = SLICE[name]
     r = guest_results[name]
     assert r.returncode == 0, r.describe()
@@ -327,8 +343,8 @@ def test_slice_extension_in_guest(name, guest_results, guest_inputs):
 
 # ---- rseq-gen probe ----------------------------------------------------------------
 
-def test_probe_reports_7x_facts(guest_inputs, guest_results):
-    inp = guest_inputs["probe-sid"]
+def test_probe_reports_7x_facts(guest_results):
+    inp = probe_inputs(guest_results)["probe-sid"]
     d = decide(inp)
     assert inp.at_rseq_feature_size == 33 and inp.at_rseq_align == 64, inp
     assert inp.libc == "glibc" and inp.libc_version == guest_results.image.libc_version.split("-")[0]
@@ -340,7 +356,7 @@ def test_probe_reports_7x_facts(guest_inputs, guest_results):
     assert d.slice_extension == ("available" if built_in else "unavailable"), d.slice_detail
     if not built_in:
         assert inp.slice_errno == abi.ENOTSUPP and "CONFIG_RSEQ_SLICE_EXTENSION" in d.slice_detail
-    off = guest_inputs["probe-sid-off"]
+    off = probe_inputs(guest_results)["probe-sid-off"]
     d_off = decide(off)
     assert off.rseq_size == 0 and off.area_cpu_id == -2 and off.registration_len is None
     assert d_off.libc_registered is False and d_off.v2_mode is None
