@@ -26,6 +26,26 @@ except ImportError:  # a source checkout: use toolkit/ directly
 RSEQ_GEN = [sys.executable, "-m", "rseq_gen"]
 
 
+def pytest_sessionstart(session):
+    """The preflight (tests/toolchains.py): every toolchain the suite uses
+    builds and runs a program before any test starts; otherwise the run
+    stops with one line per missing package. It runs once, in the process
+    that schedules the tests (not again in each pytest-xdist worker)."""
+    config = session.config
+    if hasattr(config, "workerinput") or config.getoption("collectonly"):
+        return
+    import tempfile
+
+    from toolchains import preflight
+
+    with tempfile.TemporaryDirectory(prefix="rseq-gen-preflight-") as tmp:
+        problems = preflight(Path(tmp))
+    if problems:
+        pytest.exit("preflight: the machine lacks what the tests need "
+                    "(.ci/apt-packages.txt and the test extra install it):\n  "
+                    + "\n  ".join(problems), returncode=3)
+
+
 def require_tool(name: str, package: str | None = None) -> str:
     path = shutil.which(name)
     if path is None:

@@ -17,11 +17,12 @@ second serial port, which qemu writes to a host file; the kernel console
 exists here it fails ("failed to set MSR 0x10a"); TCG emulates ``-cpu max``.
 
 Adding programs: a test module registers a builder with ``@guest_programs``
-(one line on top of a function returning GuestProgram objects); the
-session fixture ``guest_results`` (conftest.py) builds the programs of every
-module that has a selected test using it, boots once, and maps program names
-to GuestResult. A test that needs the guest and cannot have it fails with
-one line saying why.
+(one line on top of a function returning GuestProgram objects) and marks its
+tests ``pytest.mark.xdist_group(XDIST_GROUP)``; the session fixture
+``guest_results`` (conftest.py) builds the programs of every module that has
+a selected test using it, boots once (per pytest-xdist worker: the group
+keeps them on one), and maps program names to GuestResult. A test that needs
+the guest and cannot have it fails with one line saying why.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
+
+from toolchains import COMMANDS
 
 #: Where the kernel comes from, as data.
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
@@ -54,9 +57,11 @@ QEMU_MACHINE = ("-accel", os.environ.get("RSEQ_GEN_GUEST_ACCEL", "tcg,thread=sin
 KERNEL_CMDLINE = "console=ttyS0 quiet loglevel=1 panic=-1"
 #: Seconds for the kernel to boot and power off, on top of the programs'.
 BOOT_SECONDS = 120
-#: The host packages each tool comes from (Debian 12 and 13).
-TOOL_PACKAGES = {QEMU: "qemu-system-x86", "busybox": "busybox-static", "apt-get": "apt",
-                 "dpkg-deb": "dpkg"}
+#: The host packages each tool comes from (Debian 12 and 13; apt and dpkg
+#: are part of every Debian system).
+TOOL_PACKAGES = {**COMMANDS, "apt-get": "apt", "apt-cache": "apt", "dpkg-deb": "dpkg"}
+#: pytest-xdist group of every test using the guest: one worker, one boot.
+XDIST_GROUP = "linux7-guest"
 
 
 class GuestError(Exception):

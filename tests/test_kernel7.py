@@ -33,12 +33,14 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, generate, require_tool
-from guest import GuestProgram, guest_programs
+from guest import XDIST_GROUP, GuestProgram, guest_programs
 from rseq_gen import abi
 from rseq_gen.probe import decide, extended_length
 from rseq_gen.protocols import ENVIRONMENT_VARIABLES, PROTOCOLS
 from test_matrix import MatrixBuild, _check_owner_group
 from test_probe import inputs_from_selfview, parse_selfview
+
+pytestmark = pytest.mark.xdist_group(XDIST_GROUP)
 
 C_DIR = ROOT / "tests" / "c"
 CFLAGS = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O2"]

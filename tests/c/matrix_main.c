@@ -248,12 +248,17 @@ static void *count_worker(void *arg)
     return NULL;
 }
 
+/* Rounds of one signal per worker: bounded, because under strace every
+ * signal costs two tracer stops and a slow (fallback) run would otherwise
+ * feed itself more signals the longer it takes. */
+#define MAX_SIGNAL_ROUNDS 1000
+
 static void *signal_sender(void *arg)
 {
     struct timespec pause = { 0, 50000 };
-    int i;
+    int i, rounds = 0;
     (void)arg;
-    while (!__atomic_load_n(&stop_signals, __ATOMIC_ACQUIRE)) {
+    while (!__atomic_load_n(&stop_signals, __ATOMIC_ACQUIRE) && rounds++ < MAX_SIGNAL_ROUNDS) {
         for (i = 0; i < nthreads; i++)
             pthread_kill(workers[i], SIGUSR1);
         nanosleep(&pause, NULL);
