@@ -122,7 +122,10 @@ def _tool(name: str) -> str:
 
 
 def _run(cmd, what: str, **kwargs) -> subprocess.CompletedProcess:
-    proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, **kwargs)
+    try:
+        proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, **kwargs)
+    except subprocess.TimeoutExpired as exc:
+        raise GuestError(f"{what} did not finish within {exc.timeout} s") from None
     if proc.returncode != 0:
         last = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-1:] or ["no output"]
         raise GuestError(f"{what} failed ({' '.join(map(str, cmd[:2]))}...: {last[0]})")
@@ -156,7 +159,10 @@ class KernelCache:
         best = None
         for name in sorted(set(names)):
             show = _run([apt_cache, *opts, "show", "--no-all-versions", name], f"apt-cache show {name}").stdout
-            version = re.search(r"^Version: (\S+)", show, re.M).group(1)
+            found = re.search(r"^Version: (\S+)", show, re.M)
+            if found is None:
+                raise GuestError(f"apt-cache show {name} printed no Version")
+            version = found.group(1)
             if best is None or subprocess.run(["dpkg", "--compare-versions", version, "gt", best[1]]).returncode == 0:
                 best = (name, version)
         return best
