@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -108,15 +109,39 @@ def guest_results(request, tmp_path_factory):
         results = vm.run(programs)
     except guest.GuestError as exc:
         error = str(exc)
+    _record_boots(request.config, tmp_path_factory, vm.boots)
     return guest.GuestResults(results, error, image, vm.boots)
 
 
-def pytest_terminal_summary(terminalreporter):
-    """How long the guest took (boot + programs), for the record."""
-    import guest
+def _boot_record_dir(config, tmp_path_factory) -> Path:
+    """Where boots are recorded for the terminal summary: under the
+    controller's base temporary directory (pytest-xdist workers' are inside it)."""
+    base = tmp_path_factory.getbasetemp()
+    return (base.parent if hasattr(config, "workerinput") else base) / "guest-boots"
 
-    for boot in guest.BOOTS:
-        terminalreporter.write_line(
-            f"guest: {boot.release}, {boot.programs} programs, {boot.seconds:.1f} s "
-            f"(boot to /init {boot.boot_seconds:.1f} s, programs {boot.program_seconds:.1f} s in guest time; "
-            f"slowest: {', '.join(f'{n} {s:.1f} s' for n, s in boot.slowest)})")
+
+def _record_boots(config, tmp_path_factory, boots) -> None:
+    import dataclasses
+    import json
+
+    out = _boot_record_dir(config, tmp_path_factory)
+    out.mkdir(exist_ok=True)
+    worker = getattr(config, "workerinput", {}).get("workerid", "main")
+    (out / f"{worker}.json").write_text(json.dumps([dataclasses.asdict(b) for b in boots]))
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    """How long the guest took (boot + programs), for the record."""
+    import json
+
+    factory = getattr(config, "_tmp_path_factory", None)
+    if factory is None or hasattr(config, "workerinput"):
+        return
+    directory = _boot_record_dir(config, factory)
+    for path in sorted(directory.glob("*.json")) if directory.is_dir() else ():
+        for b in json.loads(path.read_text()):
+            boot = SimpleNamespace(**b)
+            terminalreporter.write_line(
+                f"guest: {boot.release}, {boot.programs} programs, {boot.seconds:.1f} s (boot to "
+                f"/init {boot.boot_seconds:.1f} s, programs {boot.program_seconds:.1f} s in guest "
+                f"time; slowest: {', '.join(f'{n} {s:.1f} s' for n, s in boot.slowest)})")

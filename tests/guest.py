@@ -352,9 +352,6 @@ class BootRecord:
     slowest: list[tuple[str, float]] = field(default_factory=list)
 
 
-#: Every boot of this process, for the terminal summary.
-BOOTS: list[BootRecord] = []
-
 
 class Guest:
     """Boots the cached kernel with a batch of programs."""
@@ -408,7 +405,6 @@ class Guest:
                             round(sum(r.seconds for r in results.values()), 2),
                             sorted(((r.name, r.seconds) for r in results.values()), key=lambda x: -x[1])[:5])
         self.boots.append(record)
-        BOOTS.append(record)
         return results
 
 
