@@ -39,12 +39,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
+from conftest import locked
+from glibcs import KEYRING, FetchError, apt_dir, apt_run
 from toolchains import COMMANDS
 
 #: Where the kernel comes from, as data.
-DEBIAN_MIRROR = "http://deb.debian.org/debian"
 DEBIAN_SUITE = "sid"
-DEBIAN_KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 KERNEL_PACKAGE = re.compile(r"^linux-binary-(7\.[0-9.]+\+deb[0-9]+)-amd64$")
 LIBC_PACKAGE = "libc6"
 MULTIARCH = "x86_64-linux-gnu"
@@ -121,17 +121,6 @@ def _tool(name: str) -> str:
     return path
 
 
-def _run(cmd, what: str, **kwargs) -> subprocess.CompletedProcess:
-    try:
-        proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, **kwargs)
-    except subprocess.TimeoutExpired as exc:
-        raise GuestError(f"{what} did not finish within {exc.timeout} s") from None
-    if proc.returncode != 0:
-        last = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-1:] or ["no output"]
-        raise GuestError(f"{what} failed ({' '.join(map(str, cmd[:2]))}...: {last[0]})")
-    return proc
-
-
 # ---- fetching ---------------------------------------------------------------
 
 class KernelCache:
@@ -140,25 +129,18 @@ class KernelCache:
     def __init__(self, root: Path):
         self.root = Path(root)
         self.apt = self.root / "apt"
-        self.debs = self.root / "debs"
         self.record = self.root / "kernel.json"
 
-    def _apt_options(self) -> list[str]:
-        return ["-o", f"Dir::State={self.apt / 'state'}", "-o", f"Dir::Cache={self.apt / 'cache'}",
-                "-o", f"Dir::Etc::SourceList={self.apt / 'sources.list'}",
-                "-o", "Dir::Etc::SourceParts=/dev/null", "-o", "Dir::Etc::Preferences=/dev/null",
-                "-o", "Dir::Etc::PreferencesParts=/dev/null", "-o", "APT::Sandbox::User=root", "-q"]
-
-    def _newest_kernel(self, apt_cache: str) -> tuple[str, str]:
-        opts = self._apt_options()
-        names = _run([apt_cache, *opts, "search", "--names-only", KERNEL_PACKAGE.pattern],
-                     "looking up sid's kernel packages").stdout.split()
+    @staticmethod
+    def _newest_kernel(opts: list[str]) -> tuple[str, str]:
+        names = apt_run(["apt-cache", *opts, "search", "--names-only", KERNEL_PACKAGE.pattern],
+                        f"looking up Debian {DEBIAN_SUITE}'s kernel packages").stdout.split()
         names = [n for n in names if KERNEL_PACKAGE.match(n)]
         if not names:
             raise GuestError(f"no package matching {KERNEL_PACKAGE.pattern} in Debian {DEBIAN_SUITE}")
         best = None
         for name in sorted(set(names)):
-            show = _run([apt_cache, *opts, "show", "--no-all-versions", name], f"apt-cache show {name}").stdout
+            show = apt_run(["apt-cache", *opts, "show", "--no-all-versions", name], f"apt-cache show {name}").stdout
             found = re.search(r"^Version: (\S+)", show, re.M)
             if found is None:
                 raise GuestError(f"apt-cache show {name} printed no Version")
@@ -168,28 +150,25 @@ class KernelCache:
         return best
 
     def _fetch(self) -> dict:
-        apt_get, apt_cache, dpkg_deb = _tool("apt-get"), _tool("apt-cache"), _tool("dpkg-deb")
-        for d in (self.apt / "state" / "lists" / "partial", self.apt / "cache" / "archives" / "partial"):
-            d.mkdir(parents=True, exist_ok=True)
-        (self.apt / "sources.list").write_text(
-            f"deb [signed-by={DEBIAN_KEYRING}] {DEBIAN_MIRROR} {DEBIAN_SUITE} main\n")
-        _run([apt_get, *self._apt_options(), "update"],
-             f"reading Debian {DEBIAN_SUITE}'s package index (needs the network once)", timeout=600)
-        package, version = self._newest_kernel(apt_cache)
+        for tool in ("apt-get", "apt-cache", "dpkg-deb"):
+            _tool(tool)
+        if not Path(KEYRING).exists():
+            raise GuestError(f"{KEYRING} is missing: install debian-archive-keyring")
+        opts = apt_dir(self.apt, DEBIAN_SUITE)
+        apt_run(["apt-get", *opts, "--error-on=any", "-q", "update"],
+                f"reading Debian {DEBIAN_SUITE}'s package index (needs the network once)")
+        package, version = self._newest_kernel(opts)
         flavour = KERNEL_PACKAGE.match(package).group(1)
         release = f"{flavour}-amd64"
         base = f"linux-base-{release}"
-        if self.debs.exists():
-            shutil.rmtree(self.debs)
-        self.debs.mkdir(parents=True)
-        _run([apt_get, *self._apt_options(), "download", package, base, LIBC_PACKAGE],
-             f"downloading {package}, {base} and {LIBC_PACKAGE}", cwd=self.debs, timeout=900)
+        debs = self.apt / "debs"
+        apt_run(["apt-get", *opts, "-q", "download", package, base, LIBC_PACKAGE],
+                f"downloading {package}, {base} and {LIBC_PACKAGE}", cwd=debs)
         tree = self.root / "tree"
-        if tree.exists():
-            shutil.rmtree(tree)
-        for deb in sorted(self.debs.glob("*.deb")):
-            _run([dpkg_deb, "-x", deb, tree], f"unpacking {deb.name}")
-        libc_deb = next(self.debs.glob(f"{LIBC_PACKAGE}_*.deb"))
+        shutil.rmtree(tree, ignore_errors=True)
+        for deb in sorted(debs.glob("*.deb")):
+            apt_run(["dpkg-deb", "-x", str(deb), str(tree)], f"unpacking {deb.name}")
+        libc_deb = next(debs.glob(f"{LIBC_PACKAGE}_*.deb"))
         record = {
             "package": package, "version": version, "release": release,
             "vmlinuz": f"tree/usr/lib/modules/{release}/vmlinuz",
@@ -202,6 +181,7 @@ class KernelCache:
             if not (self.root / record[key]).exists():
                 raise GuestError(f"{record[key]} is missing from the unpacked packages")
         self.record.write_text(json.dumps(record, indent=2) + "\n")
+        shutil.rmtree(self.apt, ignore_errors=True)  # the index and the .debs: unpacked now
         return record
 
     def image(self) -> KernelImage:
@@ -213,7 +193,14 @@ class KernelCache:
                 record = None
         if record is None:
             self.root.mkdir(parents=True, exist_ok=True)
-            record = self._fetch()
+            with locked(self.root / "fetch.lock"):  # one pytest-xdist worker fetches
+                if self.record.exists():
+                    record = json.loads(self.record.read_text())
+                else:
+                    try:
+                        record = self._fetch()
+                    except FetchError as exc:
+                        raise GuestError(str(exc)) from None
         return KernelImage(
             package=record["package"], version=record["version"], release=record["release"],
             vmlinuz=self.root / record["vmlinuz"], config=self.root / record["config"],

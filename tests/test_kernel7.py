@@ -96,7 +96,8 @@ def matrix_programs(workdir: Path):
     builds = {}
     for protocol, registration, _ in MATRIX_CASES:
         builds.setdefault((protocol, registration), MatrixBuild(
-            workdir / f"{protocol}-{registration}", protocol, "gcc", ("--registration", registration)))
+            workdir / f"{protocol}-{registration}", protocol, "gcc",
+            generate_args=("--registration", registration)))
 
     def build_all(key):  # the compilers are subprocesses: one thread per CPU keeps them busy
         for protocol, registration, scenario in MATRIX_CASES:
