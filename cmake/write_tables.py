@@ -2,7 +2,7 @@
 
 usage: python write_tables.py <toolkit dir> <output file>
 
-The CMake functions check PROTOCOL/ARCH/TLS_MODEL and map
+The CMake functions check PROTOCOL/ARCH/TLS_MODEL/REGISTRATION and map
 CMAKE_SYSTEM_PROCESSOR with these values, so the CMake package always agrees
 with the rseq-gen it ships with. Imports only the table modules (no jinja2).
 """
@@ -23,6 +23,7 @@ def _cmake_list(values) -> str:
 
 def render() -> str:
     from rseq_gen import __version__
+    from rseq_gen.abi import DEFAULT_REGISTRATION, REGISTRATION_MODES
     from rseq_gen.arches import ARCHES
     from rseq_gen.protocols import DEFAULT_PROTOCOL, PROTOCOLS
     from rseq_gen.settings import TLS_MODELS
@@ -37,6 +38,8 @@ def render() -> str:
         "# and module libraries using them must not be unloaded (-z nodelete).",
         f"set(RSEQ_GEN_OWNING_PROTOCOLS {_cmake_list(owning)})",
         f"set(RSEQ_GEN_TLS_MODELS {_cmake_list(list(TLS_MODELS))})",
+        f"set(RSEQ_GEN_REGISTRATIONS {_cmake_list(list(REGISTRATION_MODES))})",
+        f'set(RSEQ_GEN_DEFAULT_REGISTRATION "{DEFAULT_REGISTRATION}")',
         f"set(RSEQ_GEN_ARCHES {_cmake_list(list(ARCHES))})",
     ]
     lines.append("# Link flags an executable holding the protocol's code needs (exports the")

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -120,3 +121,70 @@ def matrix_builds(tmp_path_factory):
         return cache[key]
 
     return get
+
+
+# ---- the Linux 7.x guest (tests/guest.py) -----------------------------------
+
+@pytest.fixture(scope="session")
+def guest_results(request, tmp_path_factory):
+    """Builds the guest programs of every module with a selected test using
+    this fixture, boots Debian sid's 7.x kernel once with all of them, and
+    returns their results by program name (a lookup fails the test with one
+    line when the guest cannot run)."""
+    import guest
+
+    modules = {item.module.__name__ for item in request.session.items
+               if "guest_results" in getattr(item, "fixturenames", ())}
+    workdir = tmp_path_factory.mktemp("guest")
+    cache = guest.KernelCache(request.config.cache.mkdir("rseq-gen-kernel7"))
+    vm = guest.Guest(cache, workdir / "vm")
+    image = results = error = None
+    try:
+        vm.tools()
+        image = vm.image()
+        programs = []
+        for name, (module, builder) in sorted(guest.BUILDERS.items()):
+            if module in modules:
+                out = workdir / name
+                out.mkdir()
+                programs += list(builder(out))
+        results = vm.run(programs)
+    except guest.GuestError as exc:
+        error = str(exc)
+    _record_boots(request.config, tmp_path_factory, vm.boots)
+    return guest.GuestResults(results, error, image, vm.boots)
+
+
+def _boot_record_dir(config, tmp_path_factory) -> Path:
+    """Where boots are recorded for the terminal summary (the controller's
+    base temporary directory holds the workers')."""
+    if hasattr(config, "workerinput"):
+        return session_shared_dir(tmp_path_factory) / "guest-boots"
+    return tmp_path_factory.getbasetemp() / "guest-boots"
+
+
+def _record_boots(config, tmp_path_factory, boots) -> None:
+    import dataclasses
+    import json
+
+    out = _boot_record_dir(config, tmp_path_factory)
+    out.mkdir(exist_ok=True)
+    worker = getattr(config, "workerinput", {}).get("workerid", "main")
+    (out / f"{worker}.json").write_text(json.dumps([dataclasses.asdict(b) for b in boots]))
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    """How long the guest took (boot + programs), for the record."""
+    import json
+
+    factory = getattr(config, "_tmp_path_factory", None)
+    if factory is None or hasattr(config, "workerinput"):
+        return
+    directory = _boot_record_dir(config, factory)
+    for path in sorted(directory.glob("*.json")) if directory.is_dir() else ():
+        for b in json.loads(path.read_text()):
+            boot = SimpleNamespace(**b)
+            terminalreporter.write_line(
+                f"guest: {boot.release}, {boot.programs} programs, {boot.seconds:.1f} s (boot to "
+                f"/init {boot.boot_seconds:.1f} s, programs {boot.program_seconds:.1f} s in guest "
+                f"time; slowest: {', '.join(f'{n} {s:.1f} s' for n, s in boot.slowest)})")

@@ -140,7 +140,7 @@ class Glibc:
         return [f"--sysroot={self.root}", f"-B{self.root}/usr/lib/x86_64-linux-gnu/"]
 
 
-def _apt_options(base: Path) -> list[str]:
+def apt_options(base: Path) -> list[str]:
     """apt reads only the suite's index in ``base`` (and the host's
     apt.conf, so proxies still apply): no host sources, preferences, dpkg
     status or locks."""
@@ -157,7 +157,19 @@ def _apt_options(base: Path) -> list[str]:
     ]
 
 
-def _run(cmd: list[str], what: str, cwd: Path | None = None) -> None:
+def apt_dir(apt: Path, suite: str, mirror: str = MIRROR) -> list[str]:
+    """A fresh private apt directory at ``apt`` that reads only ``suite``'s
+    index (``debs/`` is where downloads go); returns the apt options."""
+    shutil.rmtree(apt, ignore_errors=True)
+    for d in ("state/lists/partial", "cache/archives/partial", "etc", "debs"):
+        (apt / d).mkdir(parents=True)
+    (apt / "state" / "status").write_text("")
+    (apt / "etc" / "sources.list").write_text(f"deb [signed-by={KEYRING}] {mirror} {suite} main\n")
+    return apt_options(apt)
+
+
+def apt_run(cmd: list[str], what: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run an apt or dpkg command; FetchError (one line) when it fails."""
     try:
         proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600)
     except FileNotFoundError:
@@ -168,6 +180,7 @@ def _run(cmd: list[str], what: str, cwd: Path | None = None) -> None:
         lines = [ln.strip() for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()]
         errors = [ln for ln in lines if ln.startswith(("E:", "W:"))] or lines or [f"exit {proc.returncode}"]
         raise FetchError(f"{what}: {errors[0]}")
+    return proc
 
 
 def _relative_symlinks(root: Path) -> None:
@@ -189,22 +202,16 @@ def _fetch(release: Release, base: Path, root: Path) -> None:
     if not Path(KEYRING).exists():
         raise FetchError(f"{what}: {KEYRING} is missing (install debian-archive-keyring)")
     apt = base / "apt"
-    shutil.rmtree(apt, ignore_errors=True)
-    for d in ("state/lists/partial", "cache/archives/partial", "etc", "debs"):
-        (apt / d).mkdir(parents=True)
-    (apt / "state" / "status").write_text("")
-    (apt / "etc" / "sources.list").write_text(
-        f"deb [signed-by={KEYRING}] {release.mirror} {release.suite} main\n")
-    opts = _apt_options(apt)
-    _run(["apt-get", *opts, "--error-on=any", "-q", "update"], what)
-    _run(["apt-get", *opts, "-q", "download", *release.packages], what, cwd=apt / "debs")
+    opts = apt_dir(apt, release.suite, release.mirror)
+    apt_run(["apt-get", *opts, "--error-on=any", "-q", "update"], what)
+    apt_run(["apt-get", *opts, "-q", "download", *release.packages], what, cwd=apt / "debs")
     debs = sorted((apt / "debs").glob("*.deb"))
     if len(debs) != len(release.packages):
         raise FetchError(f"{what}: apt-get download gave {[d.name for d in debs]}")
     partial = base / "root.partial"
     shutil.rmtree(partial, ignore_errors=True)
     for deb in debs:
-        _run(["dpkg-deb", "-x", str(deb), str(partial)], f"could not unpack {deb.name}")
+        apt_run(["dpkg-deb", "-x", str(deb), str(partial)], f"could not unpack {deb.name}")
     _relative_symlinks(partial)
     (partial / "PACKAGES").write_text("".join(f"{d.name}\n" for d in debs))
     if not (partial / release.libdir / LOADER).exists():

@@ -393,6 +393,10 @@ def test_variants_and_broken_build(version, generator, tools, rseq_env, verify_a
     assert _flags_1(b.binary / "libowning.so") & DF_1_NODELETE
     assert _flags_1(b.binary / "libplugin.so") & DF_1_NODELETE, "not inherited from the STATIC library"
     assert not _flags_1(b.binary / "libborrowing.so") & DF_1_NODELETE, "glibc protocol never owns"
+    # REGISTRATION reaches the generator (and its manifest).
+    owning_manifest = json.loads((b.binary / "rseq_gen" / "owning" / "owning_rseq.manifest.json").read_text())
+    assert owning_manifest["options"]["registration"] == "extended"
+    assert owning_manifest["registration"]["max_len"] == 64
     report = json.loads((b.binary / "borrowing-verify.json").read_text())
     assert "version" in report, report
     b.assert_noop()

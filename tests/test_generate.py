@@ -25,6 +25,7 @@ STRICT = ["-Wall", "-Wextra", "-Werror", "-pedantic"]
     (["--protocol", "nope"], "unknown protocol"),
     (["--arch", "sparc"], "unknown architecture"),
     (["--tls-model", "local-exec"], "--tls-model"),
+    (["--registration", "v2"], "--registration"),
     (["--bogus"], "unrecognized arguments"),
 ])
 def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, args, message):
@@ -94,6 +95,19 @@ def test_manifest_matches_its_schema(tmp_path):
             assert names["__rseq_offset"]["st_size"] == {"x86_64": 8, "aarch64": 8, "i386": 4}
 
 
+def test_registration_option_in_stamp_note_and_area(tmp_path):
+    legacy = generate(tmp_path / "l", "compat", "foo")
+    ext = generate(tmp_path / "e", "compat", "foo", "--registration", "extended")
+    for out, mode in ((legacy, "legacy"), (ext, "extended")):
+        src = (out / "foo_rseq.c").read_text()
+        assert f"--registration {mode}" in src.splitlines()[0]
+        assert f"registration={mode};max_len={64 if mode == 'extended' else 32}" in src
+        m = json.loads((out / "foo_rseq.manifest.json").read_text())
+        assert m["options"]["registration"] == mode
+    assert "kernel_reserved[32]" in (ext / "foo_rseq.c").read_text()
+    assert "kernel_reserved" not in (legacy / "foo_rseq.c").read_text()
+
+
 def test_templates_ship_inside_the_package():
     import rseq_gen.templating as templating
 
@@ -111,16 +125,23 @@ extern "C++" int use_from_cxx(std::intptr_t *slots) {{
     int cpu = {prefix}_current_cpu() + {prefix}_current_cpu_raw() + {prefix}_current_node_id();
     {prefix}_percpu_add(slots, 1, 0);
     {prefix}_percpu_cmpxchg(slots, 0, 1, 0);
+    {prefix}_slice_begin();
+    cpu += {prefix}_slice_end() + {prefix}_slice_extension_available() + {prefix}_slice_extension_errno();
+    cpu += static_cast<int>({prefix}_registration_length());
     return cpu + {prefix}_percpu_counter_add(slots, 64, 1) + ({prefix}_area() != nullptr);
 }}
 """
 
-VARIANTS = list(itertools.product(PROTOCOLS, ("initial-exec", "global-dynamic"), (False, True)))
+VARIANTS = [(*v, "legacy") for v in itertools.product(PROTOCOLS, ("initial-exec", "global-dynamic"),
+                                                        (False, True))]
+# The registration mode changes the area storage and the length code only.
+VARIANTS += [(p, "initial-exec", False, r) for p in PROTOCOLS for r in ("extended", "auto")]
+VARIANTS += [(p, "global-dynamic", True, "extended") for p in PROTOCOLS]
 
 
-@pytest.mark.parametrize("protocol, tls_model, dlopen_safe", VARIANTS)
-def test_compiles_warning_free(tmp_path, protocol, tls_model, dlopen_safe):
-    extra = ["--tls-model", tls_model] + (["--dlopen-safe"] if dlopen_safe else [])
+@pytest.mark.parametrize("protocol, tls_model, dlopen_safe, registration", VARIANTS)
+def test_compiles_warning_free(tmp_path, protocol, tls_model, dlopen_safe, registration):
+    extra = ["--tls-model", tls_model, "--registration", registration] + (["--dlopen-safe"] if dlopen_safe else [])
     out = generate(tmp_path, protocol, "pfx", *extra)
     (out / "use.cpp").write_text(CXX_TU.format(prefix="pfx"))
     for cc, cxx in (("gcc", "g++"), ("clang", "clang++")):

@@ -77,8 +77,9 @@ class MatrixBuild:
     ``glibc`` (a tests/glibcs.py Glibc, None: the host's) is the sysroot the
     programs are compiled and linked against."""
 
-    def __init__(self, root: Path, protocol: str, cc: str, glibc=None):
+    def __init__(self, root: Path, protocol: str, cc: str, glibc=None, generate_args: tuple = ()):
         self.root, self.protocol, self.cc = root, protocol, cc
+        self.generate_args = tuple(generate_args)  # e.g. ("--registration", "extended")
         self.gen = root / "gen"
         self.sysroot = glibc.sysroot_flags() if glibc is not None else []
         self.out = root / (cc if not self.sysroot else f"{cc}-{glibc.name}")
@@ -89,8 +90,8 @@ class MatrixBuild:
             if (self.gen / "generated").exists():
                 return
             for prefix in ("m", "a", "b"):
-                generate(self.gen, self.protocol, prefix)
-            generate(self.gen, self.protocol, "c", "--dlopen-safe")
+                generate(self.gen, self.protocol, prefix, *self.generate_args)
+            generate(self.gen, self.protocol, "c", "--dlopen-safe", *self.generate_args)
             (self.gen / "generated").touch()
 
     def _cmd(self, cc, prefix, *extra):

@@ -151,7 +151,7 @@ def test_live_seccomp_filter_after_startup():
 
 # ---- qemu-user: a record gathered in C --------------------------------------
 
-def _parse_selfview(text: str) -> tuple[dict, dict]:
+def parse_selfview(text: str) -> tuple[dict, dict]:
     fields, raw, current = {}, {}, None
     for line in text.splitlines(keepends=True):
         if line.startswith("--- "):
@@ -165,7 +165,12 @@ def _parse_selfview(text: str) -> tuple[dict, dict]:
     return fields, raw
 
 
-def _inputs_from_selfview(fields: dict, raw: dict) -> ProbeInputs:
+def _optional_int(fields: dict, key: str) -> int | None:
+    return int(fields[key]) if key in fields else None
+
+
+def inputs_from_selfview(fields: dict, raw: dict, arch: str = "aarch64") -> ProbeInputs:
+    """The ProbeInputs of a record printed by tests/c/cross_selfview.c."""
     status = dict(ln.split(":", 1) for ln in raw["status"].splitlines() if ":" in ln)
     name = status.get("Name", "").strip()
     emulator, evidence = detect_emulator(fields["machine"], raw["cpuinfo"],
@@ -174,7 +179,7 @@ def _inputs_from_selfview(fields: dict, raw: dict) -> ProbeInputs:
                                         "rseq_size", "rseq_offset", "area_cpu_id_start",
                                         "area_cpu_id", "sched_getcpu")}
     return ProbeInputs(
-        machine=fields["machine"], arch="aarch64", kernel_release=fields["kernel_release"],
+        machine=fields["machine"], arch=arch, kernel_release=fields["kernel_release"],
         rseq_errno=ints["rseq_errno"], at_rseq_feature_size=ints["at_rseq_feature_size"],
         at_rseq_align=ints["at_rseq_align"], at_secure=fields["at_secure"] != "0",
         libc="glibc", libc_version=fields["libc_version"], rseq_size=ints["rseq_size"],
@@ -182,7 +187,10 @@ def _inputs_from_selfview(fields: dict, raw: dict) -> ProbeInputs:
         area_cpu_id_start=ints["area_cpu_id_start"], area_cpu_id=ints["area_cpu_id"],
         sched_getcpu=ints["sched_getcpu"], seccomp_mode=int(status["Seccomp"]),
         seccomp_filters=int(status.get("Seccomp_filters", "0")),
-        emulator=emulator, emulator_evidence=evidence)
+        emulator=emulator, emulator_evidence=evidence,
+        registration_len=_optional_int(fields, "registration_len"),
+        area_flags=_optional_int(fields, "area_flags"), slice_prctl=_optional_int(fields, "slice_prctl"),
+        slice_errno=_optional_int(fields, "slice_errno"))
 
 
 def test_qemu_user_recorded(tmp_path):
@@ -194,7 +202,7 @@ def test_qemu_user_recorded(tmp_path):
     assert proc.returncode == 0 and not proc.stderr.strip(), proc.stderr
     run = subprocess.run([qemu, str(exe)], capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
-    inp = _inputs_from_selfview(*_parse_selfview(run.stdout))
+    inp = inputs_from_selfview(*parse_selfview(run.stdout))
     assert inp.machine == "aarch64" and inp.emulator == "qemu-user", inp
     assert inp.rseq_errno == errno.ENOSYS and inp.rseq_size == 0 and inp.area_cpu_id == -2
     d = decide(inp)
@@ -202,6 +210,42 @@ def test_qemu_user_recorded(tmp_path):
     assert d.libc_registered is False and "ENOSYS" in d.libc_detail
     assert any("qemu-user" in w for w in d.warnings)
     assert d.protocol == "compat" and "qemu-user does not implement rseq" in d.reason
+
+
+#: ProbeInputs fields the C record and gather() must agree on (the rest:
+#: the thread pointer method, the area's cpu_id_start and the CPU numbers
+#: change from one process to the next).
+SELFVIEW_FIELDS = ("machine", "arch", "kernel_release", "rseq_errno", "at_rseq_feature_size",
+                   "at_rseq_align", "at_secure", "libc", "libc_version", "rseq_size",
+                   "registration_len", "area_flags", "slice_prctl", "slice_errno", "seccomp_mode",
+                   "emulator")
+
+
+@pytest.mark.parametrize("tunable", [None, "0"])
+def test_c_record_matches_gather_on_this_machine(tmp_path, tunable):
+    """The C gatherer (what runs in the 7.x guest, which has no Python) finds
+    what gather() finds, here, with and without glibc's registration."""
+    cc = require_tool("gcc")
+    exe = tmp_path / "selfview"
+    proc = subprocess.run([cc, *CFLAGS, str(C_DIR / "cross_selfview.c"), "-o", str(exe)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and not proc.stderr.strip(), proc.stderr
+    env = _env(**({"GLIBC_TUNABLES": f"glibc.pthread.rseq={tunable}"} if tunable else {}))
+    run = subprocess.run([str(exe)], capture_output=True, text=True, env=env, timeout=60)
+    assert run.returncode == 0, run.stderr
+    record = inputs_from_selfview(*parse_selfview(run.stdout), arch=host_arch())
+    record.tunable = tunable
+    live = ProbeInputs(**_probe_json(**({"GLIBC_TUNABLES": f"glibc.pthread.rseq={tunable}"}
+                                         if tunable else {}))["inputs"])
+    for name in SELFVIEW_FIELDS:
+        assert getattr(record, name) == getattr(live, name), name
+    # (the libc text quotes CPU numbers, which differ between the processes)
+    mine, theirs = decide(record), decide(live)
+    for name in ("kernel", "libc_registered", "registration_detail", "v2_mode", "slice_extension",
+                 "slice_detail", "tunable_detail"):
+        assert getattr(mine, name) == getattr(theirs, name), name
+    if tunable is None:
+        assert record.registration_len == 32, "glibc registers 32 bytes on this kernel"
 
 
 def test_native_texts_are_not_an_emulator():

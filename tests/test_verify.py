@@ -456,6 +456,57 @@ def test_two_owners_in_one_closure(build, tmp_path, rule, protocols):
     assert owner["owner"] == "glibc"
 
 
+def test_registration_modes_must_agree(build, tmp_path):
+    """RSEQ506 and RSEQ110: a legacy compat executable (its 32-byte
+    __rseq_abi wins) with an extended compat library (which may register 64
+    bytes); the twin has both extended."""
+    main = tmp_path / "main.c"
+    main.write_text('#include "app_rseq.h"\nint main(void){ return app_register_current_thread() < -1; }\n')
+    results = {}
+    for mode in ("legacy", "extended"):
+        lib = build.shared("libext.so", [build.obj("compat", "lx", "--registration", "extended")],
+                           "-Wl,-z,nodelete")
+        d = build.gen("compat", "app", "--registration", mode)
+        exe = tmp_path / f"app-{mode}"
+        cc("-O2", "-I", d, "-o", exe, main, d / "app_rseq.c", "-Wl,--no-as-needed", lib,
+           f"-Wl,-rpath,{lib.parent}",
+           *PROTOCOLS["compat"].executable_link_flags)
+        results[mode] = verify(tmp_path, exe, "--closure")
+    rc, rep = results["legacy"]
+    assert {"RSEQ506", "RSEQ110"} <= rules_of(rep) and rc == 1, rep["findings"]
+    msg = next(f["message"] for f in rep["findings"] if f["rule"] == "RSEQ110")
+    assert "32 bytes" in msg and "64 bytes" in msg, msg
+    rc, rep = results["extended"]
+    assert rc == 0 and not rules_of(rep, "error"), rep["findings"]
+
+
+@pytest.mark.parametrize("first", ["legacy", "extended"])
+def test_registration_mismatch_inside_one_file(build, tmp_path, first):
+    """Two compat objects of different modes in one library: the linker keeps
+    the first weak __rseq_abi; a legacy one first is too small (RSEQ110)."""
+    objs = {m: build.obj("compat", f"m{m[0]}", "--registration", m) for m in ("legacy", "extended")}
+    order = [objs[first], objs["extended" if first == "legacy" else "legacy"]]
+    lib = tmp_path / f"libmixed-{first}.so"
+    cc("-shared", "-Wl,-z,nodelete", "-o", lib, *order)
+    rc, rep = verify(tmp_path, lib)
+    assert "RSEQ506" in rules_of(rep) and rc == 1, rep["findings"]
+    assert ("RSEQ110" in rules_of(rep)) == (first == "legacy"), rep["findings"]
+
+
+def test_extended_area_layout_in_the_manifest(build, tmp_path):
+    """The manifest of extended code promises a 64-byte, 64-aligned area, and
+    the built object keeps the promise."""
+    for protocol in ("compat", "own"):
+        m = json.loads(build.manifest(protocol, "ex", "--registration", "extended").read_text())
+        assert m["registration"] == {"mode": "extended", "min_len": 32, "max_len": 64, "area_size": 64,
+                                     "area_align": 64, "extend_from_feature_size": 0}
+        area = next(s for s in m["symbols"] if s["role"] in ("shared", "private"))
+        assert area["st_size"]["x86_64"] == 64 and area["align"]["x86_64"] == 64
+        o = build.obj(protocol, "ex", "--registration", "extended")
+        rc, rep = verify(tmp_path, o, "--manifest", build.manifest(protocol, "ex", "--registration", "extended"))
+        assert rc == 0, rep["findings"]
+
+
 def test_conflict_inside_one_file(build, tmp_path):
     """Two generated objects with private areas linked into one library."""
     lib = tmp_path / "libboth.so"

@@ -3,7 +3,12 @@
  * against the protocol table and the strace log.
  *
  *   matrix [--seccomp enosys|eperm] [--plugin PATH] [--threads N] [--adds N]
- *          [--dlopen-iterations N]
+ *          [--dlopen-iterations N] [--probe-live]
+ *
+ * --probe-live asks the kernel, on the main thread and every worker, which
+ * registration is live (where strace is not available, as in the 7.x guest):
+ * re-registering the exact registration fails with EBUSY, anything else with
+ * EINVAL, so the length that gets EBUSY on the module's area is the live one.
  *
  * --seccomp installs a filter that denies rseq, then re-executes itself, so
  * the libc sees the denial from its very first registration. */
@@ -57,6 +62,7 @@ static const struct module modules[] = {
 #define MAX_THREADS 64
 
 static int nslots;
+static int probe_live;
 static cpu_set_t allowed;
 static int ncpus_allowed;
 static int allowed_cpus[CPU_SETSIZE];
@@ -101,6 +107,34 @@ static int deny_rseq(int err)
     if (prctl(38 /* PR_SET_NO_NEW_PRIVS */, 1, 0, 0, 0) != 0)
         return -1;
     return prctl(22 /* PR_SET_SECCOMP */, 2 /* SECCOMP_MODE_FILTER */, &prog, 0, 0);
+}
+
+/* ---- which registration is live on this thread -------------------------- */
+
+/* The length of the live registration of `area` on the calling thread; 0:
+ * no area; -1: the thread had no registration (the probe's own one is
+ * undone); -2: a registration of another area. */
+static int live_registration_len(void *area)
+{
+    static const unsigned int lens[] = { 32, 33, 64, 128, 256 };
+    unsigned int i;
+    if (area == NULL)
+        return 0;
+    for (i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+        if (syscall(M__NR_RSEQ, area, lens[i], 0, M__RSEQ_SIG) == 0) {
+            syscall(M__NR_RSEQ, area, lens[i], 1, M__RSEQ_SIG);
+            return -1;
+        }
+        if (errno == EBUSY)
+            return (int)lens[i];
+    }
+    return -2;
+}
+
+static void print_live(const char *scope)
+{
+    printf("{\"event\": \"live\", \"scope\": \"%s\", \"len\": %d, \"module_len\": %u}\n", scope,
+           live_registration_len(m_area()), m_registration_length());
 }
 
 /* ---- helpers ----------------------------------------------------------- */
@@ -203,6 +237,7 @@ static int nthreads = 16;
 static int stop_signals;
 static pthread_t workers[MAX_THREADS];
 static struct mod_info worker_owners[MAX_THREADS][8];
+static int worker_live[MAX_THREADS][2];
 static pthread_barrier_t ready, release;
 static int workers_done;
 
@@ -218,6 +253,10 @@ static void *count_worker(void *arg)
     long idx = (long)(intptr_t)arg, done = 0, chunk = 1000;
     int round = 0;
     collect_owners(worker_owners[idx]);
+    if (probe_live) {
+        worker_live[idx][0] = live_registration_len(m_area());
+        worker_live[idx][1] = (int)m_registration_length();
+    }
     pthread_barrier_wait(&ready);
     while (done < adds_per_thread) {
         long n = adds_per_thread - done < chunk ? adds_per_thread - done : chunk;
@@ -287,6 +326,12 @@ static void count_scenario(void)
         printf("}");
     }
     printf("]}\n");
+    if (probe_live) {
+        printf("{\"event\": \"thread_live\", \"threads\": [");
+        for (i = 0; i < nthreads; i++)
+            printf("%s{\"len\": %d, \"module_len\": %d}", i ? ", " : "", worker_live[i][0], worker_live[i][1]);
+        printf("]}\n");
+    }
     expected = (long)nthreads * adds_per_thread;
     got = sum_slots(count_slots);
     printf("{\"event\": \"count\", \"expected\": %ld, \"got\": %ld, \"signals\": %ld, "
@@ -422,6 +467,8 @@ int main(int argc, char **argv)
             adds_per_thread = atol(argv[++i]);
         } else if (strcmp(argv[i], "--dlopen-iterations") == 0 && i + 1 < argc) {
             dlopen_iterations = atoi(argv[++i]);
+        } else if (strcmp(argv[i], "--probe-live") == 0) {
+            probe_live = 1;
         }
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -438,6 +485,8 @@ int main(int argc, char **argv)
     print_libc();
     collect_owners(main_info);
     print_info("main", main_info, NMODULES, names);
+    if (probe_live)
+        print_live("main");
     printf("{\"event\": \"features\", \"node_id\": %d, \"mm_cid\": %d, \"node\": %d, \"mm_cid_value\": %d}\n",
            m_node_id_available(), m_mm_cid_available(), m_current_node_id(), m_current_mm_cid());
 
@@ -450,6 +499,8 @@ int main(int argc, char **argv)
     for (i = 0; i < NMODULES; i++)
         modules[i].info(&main_info[i]);
     print_info("end", main_info, NMODULES, names);
+    if (probe_live)
+        print_live("end");
     printf("{\"event\": \"done\", \"ok\": %s}\n", all_ok ? "true" : "false");
     return all_ok ? 0 : 1;
 }

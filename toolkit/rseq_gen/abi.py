@@ -30,10 +30,70 @@ AREA_FIELDS = (
 )
 FIELD = {f.name: f for f in AREA_FIELDS}
 
-#: Registration length and alignment the generated code uses: the original
-#: size, accepted by every kernel since 4.18 and by the 7.1 "legacy" mode.
+#: The original struct rseq: the smallest area and length the kernel
+#: accepts (every kernel since 4.18), and 7.1's "legacy" mode.
 AREA_SIZE = 32
 AREA_ALIGN = 32
+
+#: Bytes of the slice_ctrl field (7.0+): request is written by userspace,
+#: granted by the kernel (Documentation/userspace-api/rseq.rst).
+SLICE_REQUEST_OFFSET = 28
+SLICE_GRANTED_OFFSET = 29
+#: prctl(PR_RSEQ_SLICE_EXTENSION, GET | SET, PR_RSEQ_SLICE_EXT_ENABLE, 0, 0)
+#: and the rseq_slice_yield syscall (the same number on every architecture).
+PR_RSEQ_SLICE_EXTENSION = 79
+PR_RSEQ_SLICE_EXTENSION_GET = 1
+PR_RSEQ_SLICE_EXTENSION_SET = 2
+PR_RSEQ_SLICE_EXT_ENABLE = 1
+NR_RSEQ_SLICE_YIELD = 471
+#: errno of the slice prctl on a kernel built without
+#: CONFIG_RSEQ_SLICE_EXTENSION, or booted with it off (kernel-internal ENOTSUPP).
+ENOTSUPP = 524
+#: rseq->flags bits the kernel sets at registration (7.0+).
+FLAG_SLICE_EXT_AVAILABLE = 1 << 4
+FLAG_SLICE_EXT_ENABLED = 1 << 5
+
+
+class RegistrationMode(NamedTuple):
+    """How long a registration this module makes is (``--registration``)."""
+    name: str
+    #: Size and alignment of the areas the module registers itself: the
+    #: largest length the generated code accepts (a kernel asking for more
+    #: gets the 32-byte legacy registration).
+    area_size: int
+    area_align: int
+    #: Register more than 32 bytes only when AT_RSEQ_FEATURE_SIZE is at least
+    #: this; None: never (always 32).
+    extend_from_feature_size: int | None
+    doc: str
+
+
+#: 64 bytes aligned 64 holds every length kernels ask for so far: feature
+#: size 33 on 7.x rounds up to AT_RSEQ_ALIGN = 64 (and any feature size up to
+#: 64 keeps that alignment).
+EXTENDED_AREA_SIZE = 64
+EXTENDED_AREA_ALIGN = 64
+
+REGISTRATION_MODES = {
+    m.name: m for m in (
+        RegistrationMode(
+            "legacy", AREA_SIZE, AREA_ALIGN, None,
+            "32 bytes, the original size: accepted by every kernel since 4.18; on 7.1+ this is "
+            "legacy mode (the kernel rewrites the ids after every switch, no time-slice "
+            "extension)."),
+        RegistrationMode(
+            "extended", EXTENDED_AREA_SIZE, EXTENDED_AREA_ALIGN, 0,
+            "max(AT_RSEQ_FEATURE_SIZE, 32) rounded up to AT_RSEQ_ALIGN, on an area of 64 bytes "
+            "aligned 64: 64 bytes on 7.x, which is v2 mode there (ids updated only when they "
+            "change, kernel-owned fields read-only, time-slice extension possible); 32 on older "
+            "kernels, and 32 whenever the kernel asks for more than the area holds."),
+        RegistrationMode(
+            "auto", EXTENDED_AREA_SIZE, EXTENDED_AREA_ALIGN, AREA_SIZE + 1,
+            "extended when the kernel's AT_RSEQ_FEATURE_SIZE is above 32 (7.0+), legacy "
+            "otherwise. Same lengths as extended on every kernel so far."),
+    )
+}
+DEFAULT_REGISTRATION = "legacy"
 
 #: struct rseq_cs: version, flags, start_ip, post_commit_offset, abort_ip.
 CS_DESCRIPTOR_SIZE = 32

@@ -93,6 +93,14 @@ class ProbeInputs:
     #: "qemu-user", "valgrind" or None, and what showed it
     emulator: str | None = None
     emulator_evidence: str = ""
+    #: length of the libc's live registration, found by re-registering its area
+    #: (EBUSY answers only the exact registration); None: not probed
+    registration_len: int | None = None
+    #: rseq->flags of the libc area (7.0+: slice-extension bits 4 and 5)
+    area_flags: int | None = None
+    #: prctl(PR_RSEQ_SLICE_EXTENSION, GET): the value (>= 0), or the errno
+    slice_prctl: int | None = None
+    slice_errno: int | None = None
 
 
 @dataclass
@@ -107,6 +115,12 @@ class Decision:
     protocol: str
     reason: str
     warnings: list[str] = field(default_factory=list)
+    #: the libc's registration: its length and mode (v2: > 32 bytes on 7.1+)
+    registration_detail: str = ""
+    v2_mode: bool | None = None
+    #: time-slice extension: "available", "unavailable" or "unknown"
+    slice_extension: str = "unknown"
+    slice_detail: str = ""
 
 
 # ---- decision (pure) ------------------------------------------------------
@@ -236,6 +250,9 @@ def decide(inp: ProbeInputs) -> Decision:
     if kernel == "available" and inp.at_rseq_feature_size == 0:
         warnings.append("no AT_RSEQ_FEATURE_SIZE (kernel < 6.3): node_id and mm_cid are not maintained")
 
+    registration_detail, v2_mode = _registration(inp, registered)
+    slice_state, slice_detail = _slice_extension(inp)
+
     # Recommendation: compat everywhere; the reason says what it will do here.
     if registered:
         reason = ("glibc registered this thread, and compat uses glibc's area (thread pointer + "
@@ -261,7 +278,76 @@ def decide(inp: ProbeInputs) -> Decision:
                   "falls back to sched_getcpu and atomic per-CPU operations, which stay exact, and "
                   "uses rseq (glibc's or its own) wherever the code runs with it")
     return Decision(kernel, kernel_detail, registered, libc_detail, tunable_detail, seccomp_detail,
-                    emulator_detail, "compat", reason, warnings)
+                    emulator_detail, "compat", reason, warnings, registration_detail, v2_mode,
+                    slice_state, slice_detail)
+
+
+#: First kernel with the legacy / v2 split (Documentation/userspace-api/rseq.rst,
+#: "Optimized RSEQ V2"): a registration longer than 32 bytes is v2 mode.
+V2_MODE_SINCE = (7, 1)
+
+
+def kernel_version(release: str) -> tuple[int, int] | None:
+    m = re.match(r"(\d+)\.(\d+)", release or "")
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def extended_length(feature_size: int, align: int) -> int:
+    """What --registration extended registers: max(feature size, 32)
+    rounded up to max(AT_RSEQ_ALIGN, 32)."""
+    size = max(feature_size, abi.AREA_SIZE)
+    align = max(align, abi.AREA_ALIGN)
+    return -(-size // align) * align
+
+
+def _registration(inp: ProbeInputs, registered: bool | None) -> tuple[str, bool | None]:
+    version = kernel_version(inp.kernel_release)
+    v2_kernel = version is not None and version >= V2_MODE_SINCE
+    if inp.at_rseq_feature_size > abi.AREA_SIZE:
+        extended = extended_length(inp.at_rseq_feature_size, inp.at_rseq_align)
+        hint = (f"; --registration extended registers {extended} bytes here"
+                + (" (v2 mode)" if v2_kernel else ""))
+    else:
+        hint = "; --registration extended registers 32 bytes here (feature size <= 32)"
+    if not registered or inp.registration_len is None:
+        return "libc registration not probed (no libc registration on this thread)" + hint, None
+    length = inp.registration_len
+    if length <= 0:
+        return f"the libc area answered no registration length (probe result {length})" + hint, None
+    if not v2_kernel:
+        mode = "kernel before 7.1: one mode for every length"
+        v2 = False
+    elif length > abi.AREA_SIZE:
+        mode = ("v2 mode: the kernel updates the ids only when they change and kills a process "
+                "that stores to cpu_id_start, cpu_id, node_id or mm_cid")
+        v2 = True
+    else:
+        mode = "legacy mode (ids rewritten after every switch)"
+        v2 = False
+    return f"the libc registered {length} bytes ({mode})" + hint, v2
+
+
+def _slice_extension(inp: ProbeInputs) -> tuple[str, str]:
+    flags = ""
+    if inp.area_flags is not None:
+        bits = [name for name, bit in (("available", abi.FLAG_SLICE_EXT_AVAILABLE),
+                                       ("enabled", abi.FLAG_SLICE_EXT_ENABLED)) if inp.area_flags & bit]
+        flags = f"; rseq->flags={inp.area_flags:#x} ({', '.join(bits) or 'no slice bits'})"
+    if inp.slice_prctl is not None:
+        on = "enabled" if inp.slice_prctl & abi.PR_RSEQ_SLICE_EXT_ENABLE else "not enabled yet"
+        return "available", f"prctl(PR_RSEQ_SLICE_EXTENSION, GET) = {inp.slice_prctl} ({on} for this thread)" + flags
+    e = inp.slice_errno
+    if e is None:
+        return "unknown", "not tried" + flags
+    if e == errno.ENXIO:
+        return "available", "ENXIO: the kernel offers it, but this thread has no registration" + flags
+    if e == abi.ENOTSUPP:
+        return "unavailable", ("ENOTSUPP: the kernel has the interface but not the mechanism "
+                               "(built without CONFIG_RSEQ_SLICE_EXTENSION, or rseq_slice_ext=0 on "
+                               "its command line)") + flags
+    if e == errno.EINVAL:
+        return "unavailable", "EINVAL: kernel without time-slice extension (before 7.0)" + flags
+    return "unavailable", f"prctl failed with {_errname(e)}" + flags
 
 
 # ---- emulator detection (pure over recorded text) ---------------------------
@@ -410,6 +496,38 @@ def _read_mem(addr: int, size: int) -> bytes:
     return data
 
 
+def registration_candidates(feature_size: int, align: int, rseq_size: int | None) -> list[int]:
+    """Lengths a registration may have: 32, what glibc registers (max of
+    __rseq_size and 32), the extended length, and larger powers of two."""
+    lens = {abi.AREA_SIZE, max(rseq_size or 0, abi.AREA_SIZE), extended_length(feature_size, align),
+            64, 128, 256}
+    if feature_size > abi.AREA_SIZE:
+        lens.add(feature_size)
+    return sorted(lens)
+
+
+def live_registration_len(libc, arch: str | None, area: int, candidates) -> int | None:
+    """The length of the calling thread's live registration of `area`:
+    re-registering it exactly fails with EBUSY, any other length with EINVAL
+    (kernel/rseq.c rseq_reregister). -1: the thread had none (the probe's
+    own registration is undone at once); 0: none of the candidates."""
+    if arch is None:
+        return None
+    facts = ARCHES[arch]
+    sig = facts.sig_for("big" if struct.pack("=I", 1)[0] == 0 else "little")
+    syscall = libc.syscall
+    syscall.restype = ctypes.c_long
+    for length in candidates:
+        ctypes.set_errno(0)
+        args = (ctypes.c_long(facts.nr_rseq), ctypes.c_void_p(area), ctypes.c_uint(length))
+        if syscall(*args, ctypes.c_int(0), ctypes.c_uint(sig)) == 0:
+            syscall(*args, ctypes.c_int(abi.FLAG_UNREGISTER), ctypes.c_uint(sig))
+            return -1
+        if ctypes.get_errno() == errno.EBUSY:
+            return length
+    return 0
+
+
 #: uname -m spellings that share a row's syscall number but are not its own.
 _MACHINE_ALIASES = {"aarch64_be": "aarch64", "armv6l": "arm", "armv5tel": "arm"}
 
@@ -462,6 +580,27 @@ def gather() -> ProbeInputs:
             except OSError as exc:
                 inp.area_error = f"reading thread pointer + __rseq_offset: {exc.strerror or exc}"
 
+    if inp.area_cpu_id is not None and inp.area_cpu_id >= 0 and inp.rseq_size:
+        area = tp + inp.rseq_offset
+        try:
+            inp.area_flags = struct.unpack("=I", _read_mem(area + abi.FIELD["flags"].offset, 4))[0]
+        except OSError:
+            pass
+        inp.registration_len = live_registration_len(
+            libc, inp.arch, area, registration_candidates(inp.at_rseq_feature_size, inp.at_rseq_align,
+                                                          inp.rseq_size))
+    if inp.arch is not None:
+        prctl = libc.prctl
+        prctl.restype = ctypes.c_int
+        ctypes.set_errno(0)
+        ul = ctypes.c_ulong
+        r = prctl(ctypes.c_int(abi.PR_RSEQ_SLICE_EXTENSION), ul(abi.PR_RSEQ_SLICE_EXTENSION_GET),
+                  ul(0), ul(0), ul(0))
+        if r >= 0:
+            inp.slice_prctl = r
+        else:
+            inp.slice_errno = ctypes.get_errno()
+
     inp.tunable = _tunable(os.environ.get("GLIBC_TUNABLES"))
     status = _status_fields()
     if status.get("Seccomp", "").isdigit():
@@ -492,6 +631,8 @@ def report_lines(inp: ProbeInputs, d: Decision) -> list[str]:
         lines.append(f"area:     thread pointer via {inp.tp_method or '-'}"
                      + (f"; {inp.area_error}" if inp.area_error else
                         f"; cpu_id_start={inp.area_cpu_id_start}, cpu_id={inp.area_cpu_id}"))
+    lines.append(f"length:   {d.registration_detail}")
+    lines.append(f"slice:    time-slice extension {d.slice_extension}: {d.slice_detail}")
     lines += [f"warning:  {w}" for w in d.warnings]
     lines.append(f"recommended protocol: {d.protocol} ({d.reason})")
     return lines

@@ -64,6 +64,10 @@ RULE_LIST = (
          "A dynamically linked executable defines a shared coordination symbol but does not export it (.dynsym): libraries dlopen'd later bind to their own copy instead of the executable's.",
          "{symbol} is defined but missing from .dynsym; protocol {protocol} shares it with modules loaded later",
          "Link the executable with `-Wl,--export-dynamic-symbol=<name>` for each shared symbol (rseq_gen.protocols: executable_link_flags)."),
+    Rule("RSEQ110", "abi-shorter-than-registration", "error", "Symbols",
+         "An rseq area is smaller, or less aligned, than the longest registration a module using it may make (`--registration extended` or `auto`: 64 bytes aligned 64 on 7.x): the kernel would be given bytes that belong to something else, or refuse the registration.",
+         "{symbol} is {size} bytes at an offset aligned to {align}, but {who} may register {length} bytes on it (needs {length} bytes aligned to {length})",
+         "Generate every module sharing `__rseq_abi` with the same `--registration`, so the definition that wins is as large as every registration; or use `--registration legacy` everywhere."),
     # ---- glibc ABI ------------------------------------------------------
     Rule("RSEQ201", "glibc-strong-reference", "error", "glibc ABI",
          "A strong reference to `__rseq_offset`, `__rseq_size` or `__rseq_flags` needs glibc 2.35: the file does not load on the older glibc that `--min-glibc` asks for.",
@@ -136,6 +140,10 @@ RULE_LIST = (
          "The protocol asked for (`--protocol` or the manifest) is not the one the file's rseq-gen note records.",
          "note says protocol {found}, expected {expected}",
          "Regenerate the code with the expected protocol, or fix `--protocol`."),
+    Rule("RSEQ506", "registration-mismatch", "error", "Protocols",
+         "Modules sharing `__rseq_abi` were generated with different `--registration` modes: a registration must be unregistered with its own length, so when one module registers and another drops the last reference, the kernel refuses (EINVAL) and the registration stays; a longer registration also does not fit a shorter area.",
+         "{a} registers up to {la} bytes (--registration {ma}), {b} up to {lb} (--registration {mb})",
+         "Generate every module that shares `__rseq_abi` with the same `--registration`."),
     # ---- manifest -------------------------------------------------------
     Rule("RSEQ601", "manifest-symbol-missing", "error", "Manifest",
          "A symbol the manifest promises is not in the file.",

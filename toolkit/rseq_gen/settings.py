@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, fields
 
+from rseq_gen.abi import DEFAULT_REGISTRATION, REGISTRATION_MODES, RegistrationMode
 from rseq_gen.arches import Arch, parse_arch_list
 from rseq_gen.errors import UsageError
 from rseq_gen.protocols import DEFAULT_PROTOCOL, Protocol, get_protocol
@@ -27,16 +28,25 @@ class GenerateOptions:
     dlopen_safe: bool = field(metadata={
         "doc": "The module may be dlopen'd and dlclose'd: clear rseq_cs after every critical "
                "section so no descriptor pointer outlives the code."})
+    registration: RegistrationMode = field(default=REGISTRATION_MODES[DEFAULT_REGISTRATION], metadata={
+        "doc": "Length of the registrations this module makes: legacy registers 32 bytes; "
+               "extended registers max(AT_RSEQ_FEATURE_SIZE, 32) rounded up to AT_RSEQ_ALIGN "
+               "(64 on 7.x: v2 mode) on a 64-byte area; auto is extended when the kernel's "
+               "feature size is above 32. Modules sharing __rseq_abi must use the same."})
 
     @classmethod
     def from_strings(cls, *, protocol: str | None, prefix: str, arch: str | None,
-                     tls_model: str = "auto", dlopen_safe: bool = False) -> "GenerateOptions":
+                     tls_model: str = "auto", dlopen_safe: bool = False,
+                     registration: str = DEFAULT_REGISTRATION) -> "GenerateOptions":
         if not _C_IDENTIFIER.match(prefix or ""):
             raise UsageError(f"--prefix: {prefix!r} is not a C identifier")
         if _RESERVED_PREFIX.match(prefix):
             raise UsageError(f"--prefix: {prefix!r} is reserved (starts with _ and a capital or _)")
         if tls_model not in TLS_MODELS:
             raise UsageError(f"--tls-model: {tls_model!r} is not one of {', '.join(TLS_MODELS)}")
+        if registration not in REGISTRATION_MODES:
+            raise UsageError(f"--registration: {registration!r} is not one of "
+                             f"{', '.join(REGISTRATION_MODES)}")
         resolved = tls_model
         if tls_model == "auto":
             resolved = "global-dynamic" if dlopen_safe else "initial-exec"
@@ -46,6 +56,7 @@ class GenerateOptions:
             arches=tuple(parse_arch_list(arch)),
             tls_model=resolved,
             dlopen_safe=dlopen_safe,
+            registration=REGISTRATION_MODES[registration],
         )
 
     def describe(self) -> dict:
@@ -56,6 +67,7 @@ class GenerateOptions:
             "arches": [a.name for a in self.arches],
             "tls_model": self.tls_model,
             "dlopen_safe": self.dlopen_safe,
+            "registration": self.registration.name,
         }
 
 

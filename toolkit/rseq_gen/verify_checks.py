@@ -140,6 +140,12 @@ def parse_note_desc(desc: bytes) -> dict | None:
         return None
     out["dlopen_safe"] = out.get("dlopen_safe") == "1"
     out["arches"] = [a for a in out.get("arches", "").split(",") if a]
+    # Notes from before --registration: the 32-byte legacy registration.
+    out.setdefault("registration", "legacy")
+    try:
+        out["max_len"] = int(out.get("max_len", abi.AREA_SIZE))
+    except ValueError:
+        return None
     out["desc"] = text
     return out
 
@@ -259,7 +265,30 @@ def _tls_alignment(unit: Unit, s: Symbol) -> tuple[int, int]:
     return s.value, (tls.align if tls else 0)
 
 
-def _check_area(unit: Unit, s: Symbol, label: str) -> None:
+def _effective_align(offset: int, known: int) -> int:
+    """The alignment an area at `offset` in a block aligned to `known` has."""
+    if offset == 0:
+        return known
+    return min(known, offset & -offset) if known else offset & -offset
+
+
+def _longest_registration(notes, shared: bool, prefix: str | None = None):
+    """(max_len, who) over the notes of modules registering the shared area
+    (or the one with `prefix`), or None when none registers more than 32."""
+    best = None
+    for n in notes:
+        p = _protocol(n["protocol"])
+        if p is None or p.area is None or (p.area == "shared") != shared:
+            continue
+        if prefix is not None and n.get("prefix") != prefix:
+            continue
+        if best is None or n["max_len"] > best[0]:
+            best = (n["max_len"], f"prefix {n.get('prefix')} (--registration {n['registration']})")
+    return best if best and best[0] > abi.AREA_SIZE else None
+
+
+def _check_area(unit: Unit, s: Symbol, label: str, need=None) -> None:
+    """`need`: (length, who) of the longest registration made on the area."""
     if s.type != "STT_TLS":
         unit.add("RSEQ101", symbol=label, type=s.type)
         return
@@ -272,6 +301,11 @@ def _check_area(unit: Unit, s: Symbol, label: str) -> None:
         tls = unit.elf.segment("PT_TLS")
         if tls is not None and tls.align < abi.AREA_ALIGN:
             unit.add("RSEQ104", symbol=label, align=tls.align)
+    if need is not None:
+        length, who = need
+        have = _effective_align(offset, align)
+        if s.size < length or have < length:
+            unit.add("RSEQ110", symbol=label, size=s.size, align=have, who=who, length=length)
 
 
 def _exported(unit: Unit, syms: Symbols, name: str, s: Symbol) -> bool:
@@ -285,7 +319,10 @@ def _check_area_symbols(unit, ctx, syms: Symbols, protocols, private_names, fact
     s = syms.best("__rseq_abi")
     if s is not None:
         facts["defines_abi"] = True
-        _check_area(unit, s, "__rseq_abi")
+        if s.type == "STT_TLS":
+            offset, align = _tls_alignment(unit, s)
+            facts["abi_layout"] = (s.size, _effective_align(offset, align))
+        _check_area(unit, s, "__rseq_abi", _longest_registration(facts["notes"], shared=True))
         exported = _exported(unit, syms, "__rseq_abi", s)
         facts["abi_exported"] = exported
         shared = [p for p in protocols if _protocol(p) and _protocol(p).area == "shared"]
@@ -298,7 +335,9 @@ def _check_area_symbols(unit, ctx, syms: Symbols, protocols, private_names, fact
         p = syms.best(name)
         if p is None:
             continue
-        _check_area(unit, p, name)
+        prefix = name[:-len("__private_area")] if name.endswith("__private_area") else None
+        _check_area(unit, p, name, _longest_registration(facts["notes"], shared=False, prefix=prefix)
+                    if prefix else None)
         if _exported(unit, syms, name, p):
             proto = next((pr for pr in protocols if _protocol(pr) and _protocol(pr).area == "private"),
                          "own")
@@ -804,3 +843,31 @@ def protocol_conflicts(facts_by_file: list[tuple[str, dict]], add) -> None:
     unaware = [s for s in o["shared"] if not s[2].glibc_area]
     if aware and unaware:
         add("RSEQ503", a=aware[0][1], b=unaware[0][1])
+    _registration_conflicts(facts_by_file, add)
+
+
+def _registration_conflicts(facts_by_file, add) -> None:
+    """Modules sharing __rseq_abi must register the same length, on a
+    definition (the first one: it wins the interposition) that holds it."""
+    modes = []
+    for label, facts in facts_by_file:
+        for n in facts["notes"]:
+            p = _protocol(n["protocol"])
+            if p is not None and p.area == "shared":
+                modes.append((label, n))
+    for label, n in modes[1:]:
+        first_label, first = modes[0]
+        if n["max_len"] != first["max_len"]:
+            add("RSEQ506", a=f"{first_label} (prefix {first.get('prefix')})", la=first["max_len"],
+                ma=first["registration"], b=f"{label} (prefix {n.get('prefix')})", lb=n["max_len"],
+                mb=n["registration"])
+            break
+    definers = [(label, facts) for label, facts in facts_by_file if facts.get("abi_layout")]
+    need = _longest_registration([n for _, n in modes], shared=True)
+    if definers and need is not None:
+        label, facts = definers[0]
+        size, align = facts["abi_layout"]
+        own = _longest_registration(facts["notes"], shared=True)
+        if (size < need[0] or align < need[0]) and own != need:  # else reported for the file itself
+            add("RSEQ110", symbol="__rseq_abi", size=size, align=align, length=need[0],
+                who=f"{need[1]} in another module (the definition in {label} wins)")
