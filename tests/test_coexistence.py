@@ -511,7 +511,7 @@ def test_cell(cell, builds, tmp_path):
             elif t["peer"] not in CHECKS_PASS:
                 broken.add(("peer", kind))
         # strace, for this thread: one registration exactly where someone registered it
-        max_live, errnos, successes = run.threads[t["tid"]]
+        max_live, errnos, successes, _ = run.threads[t["tid"]]
         assert successes == (t["registrant"] != "none"), \
             f"{name}: {successes} successful registrations, registrant {t['registrant']}"
         assert set(errnos) <= {"EINVAL"}, f"{name}: refused with {errnos}"
