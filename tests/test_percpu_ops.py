@@ -57,7 +57,6 @@ GENERATED = {
 BUILDS = [
     Build("gcc", "gcc", ("-std=c11", "-O2", INJECT)),
     Build("clang", "clang", ("-std=c11", "-O2", INJECT)),
-    Build("gcc-O0", "gcc", ("-std=c11", "-O0", INJECT)),
     Build("i386", "i686-linux-gnu-gcc", ("-std=c11", "-O2", INJECT)),
     Build("i386-O0-pic", "i686-linux-gnu-gcc", ("-std=c11", "-O0", "-fPIC", INJECT)),
     Build("i386-clang", "clang", ("--target=i686-linux-gnu", "-std=c11", "-O2", INJECT)),

@@ -10,9 +10,10 @@ How each target is tested (docs/support-matrix.md says the same):
 - everything else: qemu-user runs. qemu does not implement rseq, so the
   registration path is the ENOSYS one (owner "none", current_cpu falls back,
   the per-CPU operations use atomics) and the totals must still be exact.
-  cross_count.c also runs each architecture's sequences against a fake area
-  in its own TLS, which checks the descriptor address (PC-relative code),
-  the rseq_cs word written (32-bit big endian!) and the signature at run time.
+  tests/c/percpu_ops.c runs each architecture's sequences against a fake
+  area in its own TLS, which checks the descriptor address (PC-relative
+  code), the rseq_cs word written (32-bit big endian!) and the signature at
+  run time, then the per-CPU structures and the pool.
 - Debian bookworm has no gcc for loongarch64, aarch64_be or armeb: those are
   built with zig cc (PyPI ``ziglang``, musl) and run under qemu-user too.
 

@@ -51,17 +51,7 @@ static unsigned long aborts_seen;
 #endif
 #include "rseqgen_rseq.h"
 
-static int failures;
-
-#define CHECK(cond, ...)                          \
-    do {                                          \
-        if (!(cond)) {                            \
-            printf("FAIL: " __VA_ARGS__);         \
-            printf(" [line %d]\n", __LINE__);     \
-            fflush(stdout);                       \
-            failures++;                           \
-        }                                         \
-    } while (0)
+#include "check.h"
 
 #define LOAD(p) __atomic_load_n((p), __ATOMIC_RELAXED)
 #define STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
