@@ -6,10 +6,12 @@ missing tool is a failure that says what to install.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,26 @@ except ImportError:  # a source checkout: use toolkit/ directly
         p for p in (str(ROOT / "toolkit"), os.environ.get("PYTHONPATH")) if p)
 
 RSEQ_GEN = [sys.executable, "-m", "rseq_gen"]
+
+
+def pytest_sessionstart(session):
+    """The preflight (tests/toolchains.py): every toolchain the suite uses
+    builds and runs a program before any test starts; otherwise the run
+    stops with one line per missing package. It runs once, in the process
+    that schedules the tests (not again in each pytest-xdist worker)."""
+    config = session.config
+    if hasattr(config, "workerinput") or config.getoption("collectonly"):
+        return
+    import tempfile
+
+    from toolchains import preflight
+
+    with tempfile.TemporaryDirectory(prefix="rseq-gen-preflight-") as tmp:
+        problems = preflight(Path(tmp))
+    if problems:
+        pytest.exit("preflight: the machine lacks what the tests need "
+                    "(.ci/apt-packages.txt and the test extra install it):\n  "
+                    + "\n  ".join(problems), returncode=3)
 
 
 def require_tool(name: str, package: str | None = None) -> str:
@@ -58,3 +80,43 @@ def gen(tmp_path):
         return generate(tmp_path / f"gen{next(counter)}", protocol, prefix, *extra)
 
     return _gen
+
+
+@contextmanager
+def locked(path: Path):
+    """Hold an exclusive lock on ``path`` (created if missing): what the
+    pytest-xdist workers share is built by one of them while the others
+    wait."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def session_shared_dir(tmp_path_factory) -> Path:
+    """A directory every pytest-xdist worker of this run shares (the parent
+    of each worker's basetemp); the basetemp itself without xdist."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@pytest.fixture(scope="session")
+def matrix_builds(tmp_path_factory):
+    """``get(protocol, cc, glibc=None)`` -> the tests/test_matrix.py builds
+    of that protocol (against ``glibc``'s sysroot, a tests/glibcs.py Glibc;
+    None: the host's), shared by every test module and xdist worker."""
+    from test_matrix import MatrixBuild
+
+    root = session_shared_dir(tmp_path_factory) / "matrix-builds"
+    cache: dict[tuple, MatrixBuild] = {}
+
+    def get(protocol, cc, glibc=None):
+        key = (protocol, cc, glibc)
+        if key not in cache:
+            cache[key] = MatrixBuild(root / protocol, protocol, cc, glibc)
+        return cache[key]
+
+    return get

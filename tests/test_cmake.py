@@ -26,6 +26,10 @@ import pytest
 
 from conftest import ROOT, require_tool
 
+
+# Its tests share one module-wide build: keep them on one pytest-xdist worker.
+pytestmark = pytest.mark.xdist_group("cmake")
+
 EXAMPLES = ROOT / "examples"
 FIXTURES = ROOT / "tests" / "fixtures" / "cmake"
 BUILD_TYPE = "RelWithDebInfo"

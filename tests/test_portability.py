@@ -27,7 +27,6 @@ import os
 import shutil
 import struct
 import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,10 +34,15 @@ from pathlib import Path
 import pytest
 from elftools.elf.elffile import ELFFile
 from conftest import ROOT, run_rseq_gen
+from toolchains import TARGETS, Target
 
 from rseq_gen.arches import ARCHES
 from rseq_gen.probe import TP_STUBS
 from rseq_gen.protocols import PROTOCOLS
+
+
+# Its tests share one module-wide build: keep them on one pytest-xdist worker.
+pytestmark = pytest.mark.xdist_group("portability")
 
 CFLAGS = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic"]
 TEST_PROGRAM = ROOT / "tests" / "c" / "cross_count.c"
@@ -48,48 +52,7 @@ PREFIX = "rseqgen"
 QEMU_ITERS = "20000"
 QEMU_STRESS_ITERS = "2000"
 NATIVE_ITERS = "200000"
-ZIG = [sys.executable, "-m", "ziglang", "cc"]
 
-
-@dataclass(frozen=True)
-class Target:
-    id: str
-    arch: str                      # row of rseq_gen.arches.ARCHES
-    endian: str
-    compiler: str                  # "gcc:<command>" or "zig:<zig target>"
-    extra: tuple[str, ...] = ()    # extra compiler flags
-    run: str = "qemu"              # "qemu" or "native"
-    qemu: str | None = None        # qemu-user binary (default: the row's)
-    static: bool = True
-
-    @property
-    def package(self) -> str:
-        kind, _, what = self.compiler.partition(":")
-        if kind == "zig":
-            return "the PyPI package ziglang (pip install ziglang)"
-        if what == "gcc":
-            return "gcc"
-        return f"gcc-{what[:-len('-gcc')]} (Debian)"
-
-
-TARGETS = [
-    Target("x86_64", "x86_64", "little", "gcc:gcc", run="native", static=False),
-    Target("i386", "i386", "little", "gcc:i686-linux-gnu-gcc", run="native"),
-    Target("i386-dynamic", "i386", "little", "gcc:i686-linux-gnu-gcc", run="native", static=False),
-    Target("aarch64", "aarch64", "little", "gcc:aarch64-linux-gnu-gcc"),
-    Target("aarch64_be", "aarch64", "big", "zig:aarch64_be-linux-musl", qemu="qemu-aarch64_be"),
-    Target("arm-thumb", "arm", "little", "gcc:arm-linux-gnueabihf-gcc", ("-mthumb",)),
-    Target("arm-arm", "arm", "little", "gcc:arm-linux-gnueabihf-gcc", ("-marm",)),
-    Target("armeb", "arm", "big", "zig:armeb-linux-musleabihf", qemu="qemu-armeb"),
-    Target("ppc64le", "ppc64le", "little", "gcc:powerpc64le-linux-gnu-gcc"),
-    Target("ppc64", "ppc64", "big", "gcc:powerpc64-linux-gnu-gcc"),
-    Target("ppc32", "ppc32", "big", "gcc:powerpc-linux-gnu-gcc"),
-    Target("s390x", "s390x", "big", "gcc:s390x-linux-gnu-gcc"),
-    Target("riscv64", "riscv64", "little", "gcc:riscv64-linux-gnu-gcc"),
-    # qemu 7.2 (bookworm) has no LSX/LASX: keep musl's memcpy scalar.
-    Target("loongarch64", "loongarch64", "little", "zig:loongarch64-linux-musl",
-           ("-mcpu=la464-lsx-lasx",)),
-]
 
 #: Compile-only variants of the generated .c per target (name -> generate
 #: arguments, extra flags); the linked program uses the first.
@@ -119,14 +82,12 @@ class BuildResult:
 
 
 def _compiler(t: Target) -> tuple[list[str] | None, str | None]:
-    kind, _, what = t.compiler.partition(":")
-    if kind == "zig":
+    if t.compiler.startswith("zig:"):
         if importlib.util.find_spec("ziglang") is None:
-            return None, f"zig not found: install {t.package} (needed for {t.id})"
-        return [*ZIG, "-target", what], None
-    if shutil.which(what) is None:
-        return None, f"{what} not found: install {t.package} (.ci/apt-packages.txt)"
-    return [what], None
+            return None, f"zig not found: install {t.compiler_package} (needed for {t.id})"
+    elif shutil.which(t.command[0]) is None:
+        return None, f"{t.command[0]} not found: install {t.compiler_package} (.ci/apt-packages.txt)"
+    return t.command, None
 
 
 def _run(cmd, **kw) -> subprocess.CompletedProcess:
@@ -316,7 +277,7 @@ def test_rseq_gen_verify(builds, tid):
 def _command(t: Target, exe: Path, *args) -> list:
     if t.run == "native":
         return [exe, *args]
-    qemu = t.qemu or ARCHES[t.arch].qemu
+    qemu = t.qemu_binary
     if shutil.which(qemu) is None:
         pytest.fail(f"{qemu} not found: install qemu-user (Debian)")
     return [qemu, exe, *args]

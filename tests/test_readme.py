@@ -16,8 +16,9 @@ def _commands():
 
 def test_readme_opens_with_demo_and_test_commands():
     demo, tests = _commands()[:2]
-    assert "rseq-gen demo" in demo and "pip install ." in demo
-    assert "pytest" in tests
+    # The demo needs no root and no pip install into the system Python (PEP 668).
+    assert demo == "python3 -m venv .venv && .venv/bin/pip install . && .venv/bin/rseq-gen demo"
+    assert "pytest" in tests and ".ci/apt-packages.txt" in tests
 
 
 def test_ci_runs_exactly_the_readme_test_command():
@@ -153,3 +154,9 @@ def test_readme_per_cpu_examples_work_in_both_modes(tmp_path):
             proc = subprocess.run([*prefix, str(exe)], env=env, capture_output=True, text=True)
             assert proc.returncode == 0 and proc.stdout.split() == ["64", "32", "80000", owner], \
                 (mode, owner, proc.stdout, proc.stderr)
+
+def test_apt_packages_reach_every_toolchain_the_preflight_checks():
+    from toolchains import packages
+
+    listed = set((ROOT / ".ci" / "apt-packages.txt").read_text().split())
+    assert packages() <= listed, f"add to .ci/apt-packages.txt: {sorted(packages() - listed)}"

@@ -19,6 +19,10 @@ from rseq_gen.cli import main as cli_main
 from rseq_gen.protocols import PROTOCOLS
 from rseq_gen.rules import RULE_LIST, render_markdown
 
+
+# Its tests share one module-wide build: keep them on one pytest-xdist worker.
+pytestmark = pytest.mark.xdist_group("verify")
+
 SNIPPETS = Path(__file__).parent / "fixtures" / "verify"
 LIBC_SO = "/lib/x86_64-linux-gnu/libc.so.6"
 LD_SO = "/lib64/ld-linux-x86-64.so.2"

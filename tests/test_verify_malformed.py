@@ -15,6 +15,10 @@ from conftest import generate, require_tool, run_rseq_gen
 from rseq_gen.verify import check_path
 from rseq_gen.verify_checks import Context
 
+
+# Its tests share one module-wide build: keep them on one pytest-xdist worker.
+pytestmark = pytest.mark.xdist_group("verify-malformed")
+
 EHDR64_FIELDS = {  # name: (offset, size)
     "EI_CLASS": (4, 1), "EI_DATA": (5, 1), "EI_VERSION": (6, 1), "EI_OSABI": (7, 1),
     "e_type": (16, 2), "e_machine": (18, 2), "e_version": (20, 4), "e_entry": (24, 8),

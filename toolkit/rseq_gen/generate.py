@@ -70,9 +70,9 @@ def _symbol_table(opts: GenerateOptions) -> list[dict]:
         "register_current_thread", "unregister_current_thread", "owner",
         "node_id_available", "mm_cid_available", "registration_count",
         "registration_errno", "_thread_area_offset", "_current_cpu_slow",
-        "_current_cpu_raw_slow", "_current_node_id_slow", "_mmcid_current_slow",
-        "max_cpus", "max_mm_cids", "pool_create", "pool_alloc", "pool_free", "pool_destroy",
-        "pool_copies")]
+        "_current_cpu_raw_slow", "_current_node_id_slow", "_percpu_counter_add_slow", "_area_slow",
+        "_mmcid_current_slow", "max_cpus", "max_mm_cids", "pool_create", "pool_alloc", "pool_free",
+        "pool_destroy", "pool_copies")]
     out += [sym(v.slow(P), "defined", "STT_FUNC", "STB_GLOBAL", None, None)
             for v in operations.variants()]
     out.append(sym(f"{P}_rseq_area_offset", "defined", "STT_OBJECT", "STB_GLOBAL", ptr, ptr))
