@@ -28,6 +28,9 @@ import pytest
 from conftest import ROOT, generate, require_tool, run_rseq_gen
 from rseq_gen import operations
 
+#: The module fixture builds every program once: keep its tests on one worker.
+pytestmark = pytest.mark.xdist_group("percpu-ops")
+
 C_DIR = ROOT / "tests" / "c"
 PROGRAM = C_DIR / "percpu_ops.c"
 WARN = ["-Wall", "-Wextra", "-Werror", "-pedantic", "-pthread"]
