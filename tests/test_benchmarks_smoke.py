@@ -109,3 +109,23 @@ def test_syscall_counter_reads_split_strace_lines():
     ])
     assert count_syscalls(trace) == {"total": 6, "futex": 1, "rseq_register": 2,
                                      "rseq_unregister": 2, "rseq_failed": 2}
+
+
+def test_pool_rss_benchmark_counts_pages_exactly():
+    """benchmarks/pool_rss.py: the touched copies are resident page for
+    page, the untouched ones not at all (memory, not time: exact)."""
+    require_tool("gcc")
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.pool_rss import markdown, measure
+
+    rows = measure()
+    assert markdown(rows).count("\n") == len(rows) + 1
+    for r in rows:
+        per_copy = r["resident_pages_per_copy"]
+        assert len(per_copy) == r["copies"] and r["touched_cpus"] >= 1, r
+        assert sum(per_copy) == r["pages_needed"], r
+        assert len([v for v in per_copy if v]) == r["touched_cpus"], r
+        assert all(v == r["items"] for v in r["adds_on_own_copy"].values()), r
+        assert r["rss_growth_touch_pages"] >= r["pages_needed"], r
+        if r["items"] == 1:
+            assert r["rss_growth_touch_pages"] <= r["touched_cpus"], r

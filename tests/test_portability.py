@@ -10,9 +10,10 @@ How each target is tested (docs/support-matrix.md says the same):
 - everything else: qemu-user runs. qemu does not implement rseq, so the
   registration path is the ENOSYS one (owner "none", current_cpu falls back,
   the per-CPU operations use atomics) and the totals must still be exact.
-  cross_count.c also runs each architecture's sequences against a fake area
-  in its own TLS, which checks the descriptor address (PC-relative code),
-  the rseq_cs word written (32-bit big endian!) and the signature at run time.
+  tests/c/percpu_ops.c runs each architecture's sequences against a fake
+  area in its own TLS, which checks the descriptor address (PC-relative
+  code), the rseq_cs word written (32-bit big endian!) and the signature at
+  run time, then the per-CPU structures and the pool.
 - Debian bookworm has no gcc for loongarch64, aarch64_be or armeb: those are
   built with zig cc (PyPI ``ziglang``, musl) and run under qemu-user too.
 
@@ -45,9 +46,11 @@ pytestmark = pytest.mark.xdist_group("portability")
 
 CFLAGS = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic"]
 TEST_PROGRAM = ROOT / "tests" / "c" / "cross_count.c"
+OPS_PROGRAM = ROOT / "tests" / "c" / "percpu_ops.c"
 STUB_PROGRAM = ROOT / "tests" / "c" / "cross_tp_stub.c"
 PREFIX = "rseqgen"
 QEMU_ITERS = "20000"
+QEMU_STRESS_ITERS = "2000"
 NATIVE_ITERS = "200000"
 
 
@@ -72,6 +75,7 @@ class BuildResult:
     manifests: dict = field(default_factory=dict)        # variant -> manifest Path
     link_error: str | None = None
     exe: Path | None = None
+    ops_exe: Path | None = None        # tests/c/percpu_ops.c
     stub_exe: Path | None = None
     stub_error: str | None = None
     clang_error: str | None = None      # clang --target compile (gcc targets)
@@ -137,6 +141,12 @@ def _build(t: Target, gendirs: dict, out: Path) -> BuildResult:
         res.link_error = p.stderr
     else:
         res.exe = exe
+    ops_exe = out / "percpu_ops"
+    p = _run([{TEST_PROGRAM: OPS_PROGRAM, exe: ops_exe}.get(a, a) for a in link])
+    if p.returncode != 0:
+        res.link_error = (res.link_error or "") + p.stderr
+    else:
+        res.ops_exe = ops_exe
     stub = TP_STUBS.get(t.arch)
     if stub is not None:
         (out / "tp_stub.h").write_text(
@@ -209,9 +219,14 @@ def test_elf_machine_and_signatures(builds, tid):
     __rseq_cs_ptr_array per descriptor, and RSEQ_SIG in data byte order in
     the 4 bytes before every abort IP."""
     res = _get(builds, tid)
-    assert res.exe is not None, f"link failed:\n{res.link_error}"
+    assert res.exe is not None and res.ops_exe is not None, f"link failed:\n{res.link_error}"
+    for exe in (res.exe, res.ops_exe):
+        _check_descriptors(res, exe)
+
+
+def _check_descriptors(res: BuildResult, exe: Path) -> None:
     arch = ARCHES[res.target.arch]
-    with open(res.exe, "rb") as fh:
+    with open(exe, "rb") as fh:
         elf = ELFFile(fh)
         assert elf["e_machine"] == arch.e_machine
         assert elf.elfclass == arch.elfclass
@@ -250,8 +265,8 @@ def test_rseq_gen_verify(builds, tid):
     """``rseq-gen verify`` accepts each arch's objects (with the manifest of
     the code they came from) and the linked program."""
     res = _get(builds, tid)
-    assert res.exe is not None and res.objects.keys() == VARIANTS.keys()
-    groups = [("compat", [res.objects["compat"], res.objects["compat-O0"], res.exe])]
+    assert res.exe is not None and res.ops_exe is not None and res.objects.keys() == VARIANTS.keys()
+    groups = [("compat", [res.objects["compat"], res.objects["compat-O0"], res.exe, res.ops_exe])]
     groups += [(v, [res.objects[v]]) for v in ("own", "glibc", "compat-dlopen-safe")]
     for variant, paths in groups:
         proc = run_rseq_gen("verify", "--manifest", res.manifests[variant], *paths, check=False)
@@ -343,3 +358,27 @@ def test_gc_sections_keeps_the_arrays(tmp_path, cc, arch):
     assert {"__rseq_cs", "__rseq_cs_ptr_array", "__rseq_exit_point_array"} <= names, names
     proc = run_rseq_gen("verify", exe, check=False)
     assert proc.returncode == 0 and " 0 error(s)" in proc.stdout, proc.stdout
+
+
+@pytest.mark.parametrize("tid", IDS)
+def test_percpu_operations_and_pool(builds, tid):
+    """tests/c/percpu_ops.c on each architecture: every operation's
+    sequence in both indexing modes against a fake area (descriptor,
+    signature, results, which field is compared), every public operation's
+    result, the pool, and 16 threads over every per-CPU structure with
+    migrations and signals. Under qemu that is the fallback path (no rseq);
+    natively, glibc's registration."""
+    res = _get(builds, tid)
+    assert res.ops_exe is not None, f"link failed:\n{res.link_error}"
+    t = res.target
+    qemu = t.run == "qemu"
+    for args in (["selfcheck"], ["pool"], ["stress", QEMU_STRESS_ITERS]):
+        cmd = _command(t, res.ops_exe, *args)
+        p = _run(cmd, timeout=300)
+        assert p.returncode == 0 and p.stdout.rstrip().endswith("OK"), \
+            f"{' '.join(map(str, cmd))} exited {p.returncode}:\n{p.stdout[-4000:]}\n{p.stderr[-2000:]}"
+        records = [dict(kv.split("=", 1) for kv in line.split()) for line in p.stdout.splitlines() if "owner=" in line]
+        assert records or args == ["pool"], p.stdout
+        for r in records:
+            assert r["owner"] == ("none" if qemu else "glibc"), r
+            assert r["mm_cid_available"] == ("0" if qemu else "1"), r

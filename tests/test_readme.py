@@ -83,6 +83,93 @@ int main(void) {
         assert proc.returncode == 0 and proc.stdout.split() == ["400000", owner], proc.stdout
 
 
+def test_operations_table_is_generated_from_the_operation_rows():
+    from rseq_gen.operations import markdown_table as operations_table
+
+    begin, end = "<!-- operations-table:begin -->\n", "<!-- operations-table:end -->"
+    table = README[README.index(begin) + len(begin):README.index(end)].strip()
+    assert table == operations_table(), "run: python -m rseq_gen.operations and paste into README.md"
+
+
+_MMCID_NAMES = (("_percpu_", "_mmcid_"), ("mylib_current_cpu()", "mylib_mmcid_current()"),
+                ("MYLIB_POOL_CPU", "MYLIB_POOL_MM_CID"), ("mylib_max_cpus()", "mylib_max_mm_cids()"))
+
+_EXAMPLES_MAIN = r"""
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#define NODES 64
+#define ROUNDS 20000
+static struct node nodes[NODES];
+static int items[CAP];
+static void *worker(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < ROUNDS; i++) {
+        struct node *n = pop();
+        void *p = buf_pop();
+        if (n != NULL) { n->value++; push(n); }
+        if (p != NULL && buf_push(p) != 0) abort();
+        count_hit();
+    }
+    return NULL;
+}
+int main(void)
+{
+    pthread_t t[4];
+    int slots = mylib_max_cpus(), found = 0, in_bufs = 0;
+    long moves = 0;
+    lists = calloc((size_t)slots, sizeof *lists);
+    bufs = calloc((size_t)slots, sizeof *bufs);
+    if (lists == NULL || bufs == NULL || stats_init() != 0) return 2;
+    for (int i = 0; i < NODES; i++) push(&nodes[i]);
+    for (int i = 0; i < CAP / 2; i++) if (buf_push(&items[i]) != 0) return 2;
+    for (int i = 0; i < 4; i++) pthread_create(&t[i], NULL, worker, NULL);
+    for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);
+    for (int c = 0; c < slots; c++) {
+        for (intptr_t p = lists[c].head; p != 0; p = ((struct node *)p)->next) found++;
+        in_bufs += (int)bufs[c].top;
+    }
+    for (int i = 0; i < NODES; i++) moves += nodes[i].value;
+    printf("%d %d %ld %s\n", found, in_bufs, total_hits(), mylib_owner());
+    return found == NODES && in_bufs == CAP / 2 && total_hits() == 4L * ROUNDS && moves > 0 ? 0 : 1;
+}
+"""
+
+
+def test_readme_per_cpu_examples_work_in_both_modes(tmp_path):
+    """The free list, the per-CPU buffer and the pool, from the README's
+    code blocks only, in both indexing modes, under glibc's registration,
+    our own, and the fallbacks (seccomp EPERM)."""
+    import os
+    import subprocess
+
+    from conftest import generate, require_tool
+
+    blocks = re.findall(r"```c\n(.+?)\n```", README, re.S)
+    examples = [b for b in blocks if "pop(void)" in b or "buf_pop" in b or "mylib_pool_create" in b]
+    assert len(examples) == 3, "the README's free list, buffer and pool examples"
+    gen = generate(tmp_path, "compat", "mylib")
+    cc = require_tool("gcc")
+    seccomp = tmp_path / "seccomp_exec"
+    subprocess.run([cc, "-O2", str(ROOT / "tests" / "c" / "seccomp_exec.c"), "-o", str(seccomp)], check=True)
+    for mode in ("percpu", "mmcid"):
+        code = "\n".join(examples) + _EXAMPLES_MAIN
+        if mode == "mmcid":
+            for a, b in _MMCID_NAMES:
+                code = code.replace(a, b)
+        src = tmp_path / f"examples_{mode}.c"
+        src.write_text(code)
+        exe = tmp_path / f"examples_{mode}"
+        subprocess.run([cc, "-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O2", "-I", str(gen),
+                        str(src), str(gen / "mylib_rseq.c"), "-o", str(exe), "-lpthread"], check=True)
+        for tunables, prefix, owner in (("", [], "glibc"), ("glibc.pthread.rseq=0", [], "self"),
+                                        ("glibc.pthread.rseq=0", [str(seccomp), "EPERM"], "none")):
+            env = dict(os.environ, GLIBC_TUNABLES=tunables)
+            proc = subprocess.run([*prefix, str(exe)], env=env, capture_output=True, text=True)
+            assert proc.returncode == 0 and proc.stdout.split() == ["64", "32", "80000", owner], \
+                (mode, owner, proc.stdout, proc.stderr)
+
 def test_apt_packages_reach_every_toolchain_the_preflight_checks():
     from toolchains import packages
 

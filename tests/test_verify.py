@@ -544,6 +544,14 @@ def test_manifest_rules(build, tmp_path):
     m.write_text(json.dumps(changed))
     rc, rep = verify(tmp_path, o, "--manifest", m)
     assert "RSEQ602" in rules_of(rep) and rc == 1
+    # RSEQ604: an operation whose slow path holds no critical section (a
+    # manifest naming a function without one).
+    changed = json.loads(json.dumps(good))
+    assert len(changed["operations"]) == 18
+    changed["operations"][3].update(slow_path="rg_owner", arch_function="rg_no_such_function")
+    m.write_text(json.dumps(changed))
+    rc, rep = verify(tmp_path, o, "--manifest", m)
+    assert [f["rule"] for f in rep["findings"]] == ["RSEQ604"] and rc == 1
     rc, rep = verify(tmp_path, o, "--manifest", build.manifest("compat", "rg"))
     assert rc == 0
 

@@ -69,6 +69,9 @@ ARCHES: dict[str, Arch] = {
             cross_triple="x86_64-linux-gnu",
             qemu="qemu-x86_64",
             params={"seg": "fs", "word": "q", "imm": "e", "scratch": "rax",
+                    # the operations' scratch registers s0..s2, their 32-bit and byte names
+                    "scratch_regs": ("rax", "rcx", "rdx"), "scratch32": ("eax", "ecx", "edx"),
+                    "scratch8": ("al", "cl", "dl"),
                     # a 64-bit descriptor field; the descriptor's address (PC-relative)
                     "ptr64": ".quad {0}",
                     "load_cs": ["leaq 3b(%%rip), %%rax"]},
@@ -90,6 +93,8 @@ ARCHES: dict[str, Arch] = {
             cross_triple="i686-linux-gnu",
             qemu="qemu-i386",
             params={"seg": "gs", "word": "l", "imm": "i", "scratch": "eax",
+                    "scratch_regs": ("eax", "ecx", "edx"), "scratch32": ("eax", "ecx", "edx"),
+                    "scratch8": ("al", "cl", "dl"),
                     "ptr64": ".long {0}, 0x0",
                     # no PC-relative lea: take the descriptor from a call's return address
                     "load_cs": ["call 5f", r"5:\tpopl %%eax", "leal (3b - 5b)(%%eax), %%eax"]},

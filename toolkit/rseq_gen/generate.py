@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from rseq_gen import __version__, abi
+from rseq_gen import __version__, abi, operations
 from rseq_gen.arches import ARCHES
 from rseq_gen.fsutil import write_all_atomic
 from rseq_gen.protocols import DEFAULT_PROTOCOL, PROTOCOLS
@@ -73,9 +73,13 @@ def _symbol_table(opts: GenerateOptions) -> list[dict]:
         "register_current_thread", "unregister_current_thread", "owner",
         "node_id_available", "mm_cid_available", "registration_count",
         "registration_errno", "_thread_area_offset", "_current_cpu_slow",
-        "_current_cpu_raw_slow", "_current_node_id_slow", "_percpu_add_slow",
-        "_percpu_cmpxchg_slow", "_percpu_counter_add_slow", "_area_slow")]
+        "_current_cpu_raw_slow", "_current_node_id_slow", "_percpu_counter_add_slow", "_area_slow",
+        "_mmcid_current_slow", "max_cpus", "max_mm_cids", "pool_create", "pool_alloc", "pool_free",
+        "pool_destroy", "pool_copies")]
+    out += [sym(v.slow(P), "defined", "STT_FUNC", "STB_GLOBAL", None, None)
+            for v in operations.variants()]
     out.append(sym(f"{P}_rseq_area_offset", "defined", "STT_OBJECT", "STB_GLOBAL", ptr, ptr))
+    out.append(sym(f"{P}_rseq_mmcid_area_offset", "defined", "STT_OBJECT", "STB_GLOBAL", ptr, ptr))
     proto = opts.protocol
     area_size, area_align = const(opts.registration.area_size), const(opts.registration.area_align)
     if proto.area == "shared":
@@ -140,6 +144,10 @@ def render(opts: GenerateOptions) -> Generated:
         "registration": opts.registration,
         "header_name": header_name,
         "needs_key": proto.area == "private" or proto.refcount,
+        "operations": operations,
+        "op_variants": operations.variants(),
+        "pool_stride": operations.POOL_STRIDE,
+        "pool_ranges": operations.POOL_RANGES,
         "note": {
             "desc": desc,
             "namesz": len(abi.NOTE_OWNER) + 1,
@@ -166,6 +174,7 @@ def render(opts: GenerateOptions) -> Generated:
         "executable_link_flags": list(proto.executable_link_flags),
         "registration": registration_facts(opts),
         "symbols": symbols,
+        "operations": [v.describe(P) for v in operations.variants()],
     }
     return Generated({header_name: header, source_name: source}, manifest, list(recorder.read))
 
@@ -173,7 +182,7 @@ def render(opts: GenerateOptions) -> Generated:
 def _generator_sources() -> list[Path]:
     """Python files whose change must regenerate (the generator itself)."""
     names = ("generate.py", "settings.py", "protocols.py", "arches.py", "abi.py",
-             "templating.py", "__init__.py")
+             "operations.py", "templating.py", "__init__.py")
     return [PACKAGE_DIR / n for n in names]
 
 

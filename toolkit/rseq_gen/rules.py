@@ -157,6 +157,10 @@ RULE_LIST = (
          "The file does not carry the rseq-gen note the manifest describes, so it was not built from that generated code.",
          "no rseq-gen note with {desc}",
          "Compile the generated source into this file, and keep `.note.rseq-gen` (do not strip it)."),
+    Rule("RSEQ604", "manifest-operation-without-sequence", "error", "Manifest",
+         "A per-CPU operation the manifest lists has no critical section in the file: neither its slow path nor an out-of-line copy of its sequence holds a `__rseq_cs` descriptor's start.",
+         "{operation}: no critical section starts inside {symbol} or its sequence function",
+         "Compile the generated source unmodified, with the architecture it was generated for; keep `__rseq_cs` and `__rseq_cs_ptr_array` in the link."),
     # ---- process closure --------------------------------------------------
     Rule("RSEQ701", "closure-unresolved", "warning", "Closure",
          "A DT_NEEDED library could not be found the way the dynamic loader searches, so the process closure is incomplete.",

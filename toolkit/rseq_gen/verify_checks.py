@@ -230,6 +230,8 @@ def analyze(unit: Unit, ctx: Context) -> dict:
     if ctx.manifest:
         private_names += [s["name"] for s in ctx.manifest.get("symbols", []) if s.get("role") == "private"]
     manifest_names = [s["name"] for s in (ctx.manifest or {}).get("symbols", [])]
+    manifest_names += [op[k] for op in (ctx.manifest or {}).get("operations", [])
+                       for k in ("slow_path", "arch_function")]
     syms = Symbols(elf, list(dict.fromkeys(_AREA_NAMES + tuple(private_names) + tuple(manifest_names))))
 
     if unit.arch is None and elf.sections_named(abi.CS_SECTION):
@@ -245,9 +247,10 @@ def analyze(unit: Unit, ctx: Context) -> dict:
     _check_area_symbols(unit, ctx, syms, protocols, private_names, facts)
     _check_glibc(unit, ctx, syms, facts)
     _check_lifetime(unit, ctx, syms, notes, private_names, facts)
-    facts["critical_sections"] = _check_critical_sections(unit)
+    facts["critical_sections"], starts = _check_critical_sections(unit)
     if ctx.manifest:
         _check_manifest(unit, ctx, syms, notes)
+        _check_operations(unit, ctx, syms, notes, starts)
     return facts
 
 
@@ -579,15 +582,16 @@ def _code_section(elf: ElfFile, where):
 
 
 def _check_critical_sections(unit: Unit) -> dict:
-    """Check the descriptors; returns {"descriptors": n, "checked": k} where
-    k counts the descriptors whose addresses could be resolved."""
+    """Check the descriptors; returns ({"descriptors": n, "checked": k}, starts)
+    where k counts the descriptors whose addresses could be resolved and
+    starts lists their start_ip values ((section index or None, value))."""
     elf = unit.elf
     cs_secs = elf.sections_named(abi.CS_SECTION)
     ptr_secs = elf.sections_named(abi.CS_PTR_SECTION)
     exit_secs = elf.sections_named(abi.EXIT_POINT_SECTION)
     counts = {"descriptors": 0, "checked": 0}
     if not (cs_secs or ptr_secs or exit_secs):
-        return counts
+        return counts, []
     descriptors = {}  # (sec idx or None, value) of each descriptor -> start ip
     data_cache: dict[int, bytes] = {}
     for sec in cs_secs:
@@ -621,7 +625,7 @@ def _check_critical_sections(unit: Unit) -> dict:
             _check_descriptor(unit, sec, key[1], index, start, pco, abort_ip, data_cache)
     _check_ptr_array(unit, cs_secs, ptr_secs, descriptors)
     _check_exit_points(unit, exit_secs, descriptors)
-    return counts
+    return counts, [s for s in descriptors.values() if s is not None]
 
 
 def _check_descriptor(unit, sec, address, index, start, pco, abort_ip, data_cache) -> None:
@@ -800,6 +804,46 @@ def _check_manifest(unit: Unit, ctx: Context, syms: Symbols, notes) -> None:
                 unit.add("RSEQ602", symbol=name, field="alignment",
                          found=f"offset {offset:#x} in a block aligned to {known}", expected=align)
                 _attach(unit, source)
+
+
+def _check_operations(unit: Unit, ctx: Context, syms: Symbols, notes, starts) -> None:
+    """A file that carries the manifest's generated source holds, for every
+    operation the manifest lists, a critical section inside the operation's
+    slow path or inside an out-of-line copy of its sequence function (at
+    -O0 the compiler does not inline it)."""
+    elf = unit.elf
+    desc = (ctx.manifest.get("note") or {}).get("desc")
+    if not desc or not any(n["desc"] == desc for n in notes) or not elf.has_table(".symtab"):
+        return
+    thumb = elf.e_machine == "EM_ARM"  # function symbols carry the Thumb bit
+    opd = {s.index: _Resolver(unit, s) for s in elf.sections_named(".opd")}
+
+    def entry(sym):
+        """(section index or None, address) of a function's first instruction:
+        on 64-bit ELFv1 PowerPC the symbol names its descriptor in .opd."""
+        if sym.shndx in opd or (not elf.is_relocatable and elf.section_for_addr(sym.value) is not None
+                                and elf.section_for_addr(sym.value).index in opd):
+            sec = opd.get(sym.shndx) or opd[elf.section_for_addr(sym.value).index]
+            return sec.pointer(sym.value - (0 if elf.is_relocatable else sec.sec.addr))
+        return (sym.shndx if elf.is_relocatable else None, sym.value & ~1 if thumb else sym.value)
+
+    def holds_sequence(sym) -> bool:
+        if sym.type != "STT_FUNC" or not sym.defined:
+            return False
+        where = entry(sym)
+        if where is None:
+            return False
+        for sec_idx, value in starts:
+            if sec_idx == where[0] and where[1] <= value < where[1] + sym.size:
+                return True
+        return False
+
+    for op in ctx.manifest.get("operations", []):
+        candidates = syms.static.get(op["slow_path"], []) + syms.static.get(op["arch_function"], [])
+        if not any(s.defined for s in candidates):
+            continue  # the slow path's absence is RSEQ601
+        if not any(holds_sequence(s) for s in candidates):
+            unit.add("RSEQ604", symbol=op["slow_path"], operation=op["name"])
 
 
 def _attach(unit: Unit, source) -> None:
