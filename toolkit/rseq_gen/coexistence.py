@@ -345,7 +345,12 @@ PAIRING_NOTES = {
         "and `compat` modules use glibc's area). Link dynamically, or give librseq weak references "
         "to `__rseq_offset`/`__rseq_size` as the kernel selftests did. glibc cannot dlopen librseq: "
         "its initial-exec TLS area is aligned to 1024, above the start-up TLS alignment (64), and "
-        "dlopen fails with \"cannot allocate memory in static TLS block\"; link it at start-up."),
+        "dlopen fails with \"cannot allocate memory in static TLS block\"; link it at start-up. "
+        "librseq.a linked into an executable exports nothing: rseq-gen code in a shared library "
+        "cannot see it and registers threads librseq then finds taken (checked with the real "
+        "librseq); link such executables with "
+        "`-Wl,--export-dynamic-symbol=rseq_offset,--export-dynamic-symbol=rseq_register_current_thread` "
+        "(rseq-gen code in the executable itself sees it without that)."),
     "selftests": (
         "glibc cannot dlopen the 2026 selftests either (area aligned to 256). A librseq-ABI library "
         "that does arrive after rseq-gen code registered threads without glibc's registration "
