@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -655,8 +656,19 @@ def test_rules_doc_in_sync():
 
 def test_elftools_only_in_elf_module():
     pkg = ROOT / "toolkit" / "rseq_gen"
-    users = sorted(p.name for p in pkg.glob("*.py") if "elftools" in p.read_text()
-                   and "import" in p.read_text())
-    importing = [n for n in users if any(line.lstrip().startswith(("import elftools", "from elftools"))
-                                         for line in (pkg / n).read_text().splitlines())]
+    importing = sorted(str(p.relative_to(pkg)) for p in pkg.rglob("*.py")
+                       if any(line.lstrip().startswith(("import elftools", "from elftools"))
+                              for line in p.read_text().splitlines()))
     assert importing == ["elf.py"]
+
+
+def test_cli_parser_is_import_light():
+    """Building the parser (every `rseq-gen` command) imports neither
+    pyelftools nor the verify engine: they load when verify runs."""
+    code = ("import sys; from rseq_gen.cli import build_parser; build_parser(); "
+            "heavy = sorted(m for m in sys.modules if m.startswith(('elftools', 'rseq_gen.elf', "
+            "'rseq_gen.verify.'))); print(heavy)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT / "toolkit")))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]", proc.stdout

@@ -1,4 +1,4 @@
-"""The engine of ``rseq-gen verify`` (kept out of rseq_gen.verify so that
+"""The engine of ``rseq-gen verify`` (kept out of the package's __init__ so that
 building the CLI parser imports nothing heavy): check one path, archives
 member by member, process closures and the report."""
 
@@ -10,9 +10,9 @@ import struct
 from rseq_gen import __version__, abi
 from rseq_gen.elf import ElfError, map_file, open_elf
 from rseq_gen.rules import RULES
-from rseq_gen.verify_ar import ArchiveError, is_archive, read_members
-from rseq_gen.verify_checks import Context, Unit, analyze, arch_facts, owners_from, protocol_conflicts
-from rseq_gen.verify_output import REPORT_VERSION
+from rseq_gen.verify.ar import ArchiveError, is_archive, read_members
+from rseq_gen.verify.checks import Context, Unit, analyze, arch_facts, owners_from, protocol_conflicts
+from rseq_gen.verify.output import REPORT_VERSION
 
 
 def _file_result(path: str) -> dict:
@@ -218,7 +218,7 @@ def _closure(path: str, dep_ctx: Context, run, findings: list, files: list, erro
              seen: dict) -> dict | None:
     """Resolve and check one input's closure. ``seen`` (path -> result) keeps
     a library shared by several inputs' closures from being reported twice."""
-    from rseq_gen.verify_closure import resolve
+    from rseq_gen.verify.closure import resolve
 
     try:
         elf = open_elf(map_file(path), path)

@@ -83,8 +83,8 @@ def load_manifest(path: Path) -> dict:
 
 
 def check_path(path: str, ctx) -> dict:
-    """Check one input (see rseq_gen.verify_core.check_path)."""
-    from rseq_gen.verify_core import check_path as _check
+    """Check one input (see rseq_gen.verify.core.check_path)."""
+    from rseq_gen.verify.core import check_path as _check
 
     return _check(path, ctx)
 
@@ -92,11 +92,11 @@ def check_path(path: str, ctx) -> dict:
 def execute(args: argparse.Namespace) -> int:
     from concurrent.futures import ProcessPoolExecutor
 
-    from rseq_gen.verify_checks import Context
-    from rseq_gen.verify_core import _add, _attach_sources, _closure, _owner, build_report
-    from rseq_gen.verify_core import check_path as _check
-    from rseq_gen.verify_checks import protocol_conflicts
-    from rseq_gen.verify_output import render
+    from rseq_gen.verify.checks import Context
+    from rseq_gen.verify.core import _add, _attach_sources, _closure, _owner, build_report
+    from rseq_gen.verify.core import check_path as _check
+    from rseq_gen.verify.checks import protocol_conflicts
+    from rseq_gen.verify.output import render
 
     min_glibc = _parse_min_glibc(args.min_glibc)
     if args.jobs < 0:
