@@ -133,7 +133,10 @@ def _compatible(path: str, elfclass: int, machine: int):
     return elf
 
 
-def resolve(root_path: str, root_elf, env: dict | None = None) -> Closure:
+def resolve(root_path: str, root_elf, env: dict | None = None, preload=()) -> Closure:
+    """The objects ld.so loads for ``root_path``, in symbol lookup order:
+    the root, the ``preload`` objects ((path, ElfFile) pairs, as
+    LD_PRELOAD names them), then the DT_NEEDED libraries breadth first."""
     env = os.environ if env is None else env
     closure = Closure(root_path)
     elfclass, machine = root_elf.elfclass, root_elf.e_machine_code
@@ -144,6 +147,16 @@ def resolve(root_path: str, root_elf, env: dict | None = None) -> Closure:
     closure.loaded.append(Loaded(root_path, os.path.basename(root_path), None, root_elf))
     by_name: dict[str, Loaded] = {}
     seen_paths = {os.path.realpath(root_path)}
+    for path, elf in preload:
+        if os.path.realpath(path) in seen_paths:
+            continue
+        entry = Loaded(path, os.path.basename(path), None, elf)
+        closure.loaded.append(entry)
+        by_name[entry.name] = entry
+        soname = elf.dynamic().get("soname")
+        if soname:
+            by_name[soname] = entry
+        seen_paths.add(os.path.realpath(path))
     interp = root_elf.interp
     if interp:
         elf = _compatible(interp, elfclass, machine)
@@ -156,7 +169,7 @@ def resolve(root_path: str, root_elf, env: dict | None = None) -> Closure:
                 by_name[soname] = entry
             seen_paths.add(os.path.realpath(interp))
     cache = None
-    queue = [(closure.loaded[0], [])]
+    queue = [(entry, []) for entry in closure.loaded if entry.path != interp]
     while queue:
         obj, loader_rpaths = queue.pop(0)
         dyn = obj.elf.dynamic()
