@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import generate, require_tool, run_rseq_gen
+from conftest import ROOT, generate, require_tool, run_rseq_gen
 from rseq_gen import coexistence
 from rseq_gen.adopters import ADOPTERS, LIBC_ENVIRONMENTS
 from rseq_gen.cli import main as cli_main
@@ -400,6 +400,26 @@ def test_inputs_given_together_are_one_process(b, tmp_path):
     assert not found(rep, "RSEQ704"), rep["findings"]
 
 
+def test_musl_program(b, tmp_path):
+    """A dynamic musl program: ld-musl is its libc (no unresolved libc.so),
+    no libc registration, the compat module registers every thread."""
+    musl = require_tool("musl-gcc", "musl-tools")
+    d = generate(tmp_path / "gen", "compat", "mm")
+    lib = tmp_path / "libmm.so"
+    cc("-O2", "-fPIC", "-shared", "-Wl,-z,nodelete", "-o", lib, d / "mm_rseq.c", compiler=musl)
+    main = tmp_path / "main.c"
+    main.write_text("int main(void) { return 0; }\n")
+    exe = tmp_path / "app-musl"
+    cc("-o", exe, main, "-Wl,--no-as-needed", lib, f"-Wl,-rpath,{tmp_path}", compiler=musl)
+    rc, rep = verify(tmp_path, exe, "--closure")
+    assert not found(rep, "RSEQ701") and rc == 0, rep["findings"]
+    pred = rep["closures"][0]["prediction"]
+    assert pred["libc"] == "musl" and pred["applicable"] == ["musl", "denied"]
+    label = f"{lib}:mm"
+    assert outcome(rep, "musl", "peer")["threads"]["worker"] == {"owners": {label: "self"}, "peers": {},
+                                                                 "registrant": label}
+
+
 def test_text_output_has_a_table_per_closure(b, tmp_path):
     exe = b.program("app-tc-compat", b.tcmalloc, b.compat)
     proc = run_rseq_gen("verify", "--closure", exe, check=False)
@@ -415,3 +435,7 @@ def test_text_output_has_a_table_per_closure(b, tmp_path):
     assert [l.split()[2] for l in off] == ["peer", "rseq-gen"]  # the order matters there
     assert "libpeer-tcmalloc.so/libpeer-tcmalloc.so" in off[0]
     assert "libmc.so:mc/libmc.so:mc" in off[1]
+    # The README's example is this very table.
+    readme = (ROOT / "README.md").read_text()
+    example = readme[readme.index("$ rseq-gen verify --closure ./app"):].split("```", 1)[0].splitlines()
+    assert example[2:8] == lines[head + 1:head + 7]

@@ -19,6 +19,9 @@ from dataclasses import dataclass, field
 from rseq_gen.elf import ElfError, map_file, open_elf
 
 LD_SO_CACHE = "/etc/ld.so.cache"
+#: Names musl's dynamic linker (ld-musl-<arch>.so.1, which is musl's libc)
+#: answers for itself; "*" is the arch.
+MUSL_LIBC_NAMES = ("libc.so", "libc.musl-*.so.1")
 DF_1_NODEFLIB = 0x800  # -z nodeflib: neither the cache nor the default directories
 _NEW_MAGIC = b"glibc-ld.so.cache1.1"
 _OLD_MAGIC = b"ld.so-1.7.0"
@@ -167,6 +170,10 @@ def resolve(root_path: str, root_elf, env: dict | None = None, preload=()) -> Cl
             soname = elf.dynamic().get("soname")
             if soname:
                 by_name[soname] = entry
+            if entry.name.startswith("ld-musl-"):
+                # musl's dynamic linker is its libc: it satisfies these names itself.
+                for name in MUSL_LIBC_NAMES:
+                    by_name[name.replace("*", entry.name[len("ld-musl-"):].split(".so")[0])] = entry
             seen_paths.add(os.path.realpath(interp))
     cache = None
     queue = [(entry, []) for entry in closure.loaded if entry.path != interp]

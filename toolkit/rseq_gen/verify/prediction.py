@@ -130,7 +130,8 @@ def predict(modules: list[dict], libc_hint: str | None = None, min_glibc=None) -
 # findings
 
 def _where(cases: set) -> str:
-    """'with glibc.pthread.rseq=0 (either order), under musl (... first)'."""
+    """The (environment, first) cases as text: 'glibc, glibc.pthread.rseq=0
+    (either order); musl (when a peer touches the thread first)'."""
     out = []
     for env in LIBC_ENVIRONMENTS:
         firsts = [f for f in ORDERS if (env, f) in cases]
@@ -141,30 +142,28 @@ def _where(cases: set) -> str:
     return "; ".join(out)
 
 
-def _threads(cases: set) -> str:
-    names = [t for t in THREADS if t in cases]
+def _threads(threads: set) -> str:
+    names = [t for t in THREADS if t in threads]
     return " and ".join(names) + (" threads" if len(names) > 1 else " thread")
 
 
-def _file_of(label: str, rows: list[dict]) -> str:
-    return next((r["file"] for r in rows if r["label"] == label), label)
-
-
-class _Grouped:
-    """Cases of one finding (env, first, thread) gathered under one key."""
+class _Cases:
+    """The cases (environment, first, thread) of each finding, and the files
+    that bring it, gathered under the finding's key."""
 
     def __init__(self):
-        self.cases: dict = {}
+        self.by_key: dict = {}
 
-    def add(self, key, env, first, thread, culprits=()):
-        entry = self.cases.setdefault(key, {"cases": set(), "threads": set(), "culprits": {}})
+    def add(self, key, env: str, first: str, thread: str, files=()) -> None:
+        entry = self.by_key.setdefault(key, {"cases": set(), "threads": set(), "files": {}})
         entry["cases"].add((env, first))
         entry["threads"].add(thread)
-        for c in culprits:
-            entry["culprits"].setdefault(c, None)
+        entry["files"].update(dict.fromkeys(files))
 
     def items(self):
-        return self.cases.items()
+        for key, e in self.by_key.items():
+            yield key, {"where": _where(e["cases"]), "threads": _threads(e["threads"]),
+                        "by": ", ".join(e["files"])}
 
 
 def _shadowing(rows: list[dict], modules: list[dict]) -> dict[str, str]:
@@ -186,75 +185,64 @@ def _shadowing(rows: list[dict], modules: list[dict]) -> dict[str, str]:
     return out
 
 
+def _alone(row: dict, env: str, first: str) -> coexistence.Prediction:
+    return coexistence.predict([Member(row["label"], row["adopter"], row["protocol"])], env, first)
+
+
 def findings(prediction: dict, modules: list[dict], add) -> None:
     """``add(rule_id, **fields)`` for each conflict the prediction shows in
     the environments the closure can meet."""
-    rows = prediction["members"]
-    by_label = {r["label"]: r for r in rows}
-    envs = prediction["applicable"]
-    shadowed = _shadowing(rows, modules)
-    broken, degraded, fast, fallback = _Grouped(), _Grouped(), _Grouped(), _Grouped()
-    for env in envs:
+    rows = {r["label"]: r for r in prediction["members"]}
+    shadowed = _shadowing(prediction["members"], modules)
+
+    def holder(label: str) -> list[str]:
+        """The file whose registration a thread has ("glibc" for glibc's)."""
+        return [] if label == "none" else [rows[label]["file"] if label in rows else label]
+
+    found = {rule: _Cases() for rule in ("RSEQ703", "RSEQ704", "RSEQ706", "RSEQ707", "RSEQ708")}
+    for env in prediction["applicable"]:
         for first in ORDERS:
             out = prediction["environments"][env][first]
-            registrant = {t: out["threads"][t]["registrant"] for t in THREADS}
-            for kind, group in (("broken", broken), ("degraded", degraded)):
+            threads = out["threads"]
+            for kind, rule in (("broken", "RSEQ703"), ("degraded", "RSEQ707")):
                 for e in out[kind]:
-                    culprit = registrant[e["thread"]]
-                    culprits = [_file_of(culprit, rows)] if culprit not in ("glibc", "none", e["label"]) \
-                        else []
-                    if e["label"] in shadowed and e["state"] == "aborts":
-                        broken.add(("RSEQ704", e["label"]), env, first, e["thread"], [shadowed[e["label"]]])
-                        continue
-                    group.add((e["label"], e["state"], e["alone"]), env, first, e["thread"], culprits)
-            for t in THREADS:
-                for label, state in out["threads"][t]["peers"].items():
-                    if state in ("ok", "shared") and ADOPTERS[by_label[label]["adopter"]].writes_cpu_id_start:
-                        fast.add(label, env, first, t)
-                for label, owner in out["threads"][t]["owners"].items():
-                    if owner == "none" and registrant[t] != "none" and \
-                            _alone_owner(by_label[label], env, first, t) != "none":
-                        fallback.add(label, env, first, t, [_file_of(registrant[t], rows)]
-                                     if registrant[t] != "glibc" else ["glibc"])
-    for key, e in broken.items():
-        if key[0] == "RSEQ704":
-            label = key[1]
-            add("RSEQ704", peer=label, adopter=by_label[label]["adopter"], by=", ".join(e["culprits"]),
-                where=_where(e["cases"]))
+                    label, thread = e["label"], e["thread"]
+                    if kind == "broken" and e["state"] == "aborts" and label in shadowed:
+                        found["RSEQ704"].add(label, env, first, thread, [shadowed[label]])
+                    else:
+                        found[rule].add((label, e["state"], e["alone"]), env, first, thread,
+                                        holder(threads[thread]["registrant"]))
+            for t, th in threads.items():
+                for label, state in th["peers"].items():
+                    if state in ("ok", "shared") and ADOPTERS[rows[label]["adopter"]].writes_cpu_id_start:
+                        found["RSEQ706"].add(label, env, first, t)
+                for label, owner in th["owners"].items():
+                    if owner == "none" and th["registrant"] != "none" and \
+                            _alone(rows[label], env, first).threads[t].owners[label] != "none":
+                        found["RSEQ708"].add(label, env, first, t, holder(th["registrant"]))
+
+    def peer(label: str) -> dict:
+        return {"peer": label, "adopter": rows[label]["adopter"]}
+
+    for (label, state, alone), f in found["RSEQ703"].items():
+        add("RSEQ703", **peer(label), state=_STATE_TEXT.get(state, state), threads=f["threads"],
+            where=f["where"], by=f["by"] or "the rseq-gen modules", alone=alone)
+    for label, f in found["RSEQ704"].items():
+        add("RSEQ704", **peer(label), by=f["by"], where=f["where"])
+    for label, row in rows.items():  # RSEQ705: slow under a registering libc even alone
+        if row["adopter"] == "rseq-gen":
             continue
-        label, state, alone = key
-        add("RSEQ703", peer=label, adopter=by_label[label]["adopter"], state=_STATE_TEXT.get(state, state),
-            threads=_threads(e["threads"]), where=_where(e["cases"]),
-            by=", ".join(e["culprits"]) or "the rseq-gen modules", alone=alone or "not involved")
-    for (label, state, alone), e in degraded.items():
-        add("RSEQ707", peer=label, adopter=by_label[label]["adopter"], threads=_threads(e["threads"]),
-            where=_where(e["cases"]), by=", ".join(e["culprits"]) or "the rseq-gen modules",
-            alone=alone or "not involved")
-    _alone_findings(rows, envs, add)
-    for label, e in fast.items():
-        add("RSEQ706", peer=label, adopter=by_label[label]["adopter"], where=_where(e["cases"]))
-    for label, e in fallback.items():
-        add("RSEQ708", module=label, threads=_threads(e["threads"]), where=_where(e["cases"]),
-            by=", ".join(e["culprits"]))
-
-
-def _alone_owner(row: dict, env: str, first: str, thread: str) -> str:
-    alone = coexistence.predict([Member(row["label"], "rseq-gen", row["protocol"])], env, first)
-    return alone.threads[thread].owners[row["label"]]
-
-
-def _alone_findings(rows: list[dict], envs, add) -> None:
-    """Peers that lose their fast path under a registering libc even alone
-    (they never use its area): tcmalloc under glibc >= 2.35."""
-    for r in rows:
-        if r["adopter"] == "rseq-gen":
-            continue
-        for env in envs:
-            if env not in LIBC_REGISTERS:
-                continue
-            alone = coexistence.predict([Member(r["label"], r["adopter"])], env)
-            if any(o.peers.get(r["label"]) == "slow-mode" for o in alone.threads.values()):
-                add("RSEQ705", peer=r["label"], adopter=r["adopter"], env=LIBC_ENVIRONMENT_TITLES[env])
+        for env in prediction["applicable"]:
+            if env in LIBC_REGISTERS and any(o.peers.get(label) == "slow-mode"
+                                             for o in _alone(row, env, ORDERS[0]).threads.values()):
+                add("RSEQ705", **peer(label), env=LIBC_ENVIRONMENT_TITLES[env])
+    for label, f in found["RSEQ706"].items():
+        add("RSEQ706", **peer(label), where=f["where"])
+    for (label, state, alone), f in found["RSEQ707"].items():
+        add("RSEQ707", **peer(label), threads=f["threads"], where=f["where"],
+            by=f["by"] or "the rseq-gen modules", alone=alone)
+    for label, f in found["RSEQ708"].items():
+        add("RSEQ708", module=label, threads=f["threads"], where=f["where"], by=f["by"])
 
 
 def owner_summary(prediction: dict) -> str:
