@@ -583,6 +583,30 @@ def test_libc_and_ld_so(tmp_path):
     assert adopters == {"libc.so.6": [], "ld-linux-x86-64.so.2": ["glibc"]}, adopters
 
 
+def test_symbol_lookup_through_an_anchor_finds_the_same(tmp_path):
+    """find_symbols with an anchor (one scan for "rseq") finds exactly what
+    one scan per name finds, tails of merged strings included."""
+    from rseq_gen.elf import map_file, open_elf
+    from rseq_gen.verify.checks import _AREA_NAMES
+    from rseq_gen.verify.recognise import NAMES
+
+    names = list(dict.fromkeys(_AREA_NAMES + NAMES + ("rseq", "_rseq_size", "malloc")))
+    strtab = tmp_path / "merged.S"  # "x__rseq_abi" holds "__rseq_abi" as its tail
+    strtab.write_text('.globl x__rseq_abi\n.data\nx__rseq_abi: .long 0\n'
+                      '.globl __rseq_abi\n.set __rseq_abi, x__rseq_abi + 0\n'
+                      '.section .note.GNU-stack,"",@progbits\n')
+    obj = tmp_path / "merged.o"
+    subprocess.run(["gcc", "-c", "-o", obj, strtab], check=True)
+    for path in (LIBC_SO, LD_SO, str(obj)):
+        elf = open_elf(map_file(path), path)
+        for table in (".symtab", ".dynsym"):
+            plain = elf.find_symbols(names, table)
+            anchored = elf.find_symbols(names, table, "rseq")
+            assert plain == anchored, (path, table)
+    elf = open_elf(map_file(str(obj)), str(obj))
+    assert [s.name for s in elf.find_symbols(["__rseq_abi"], ".symtab", "rseq")["__rseq_abi"]] == ["__rseq_abi"]
+
+
 def test_libc_a_parses_cleanly(tmp_path):
     rc, rep = verify(tmp_path, LIBC_A, "--jobs", "2", "--min-glibc", "2.17")
     assert rc == 0, (rep["errors"][:3], rep["findings"][:3])

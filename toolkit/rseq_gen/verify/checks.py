@@ -165,8 +165,8 @@ class Symbols:
 
     def __init__(self, elf: ElfFile, names):
         self.elf = elf
-        self.static = elf.find_symbols(names, ".symtab") if elf.has_table(".symtab") else {}
-        self.dynamic = elf.find_symbols(names, ".dynsym") if elf.has_table(".dynsym") else {}
+        self.static = elf.find_symbols(names, ".symtab", "rseq") if elf.has_table(".symtab") else {}
+        self.dynamic = elf.find_symbols(names, ".dynsym", "rseq") if elf.has_table(".dynsym") else {}
 
     def best(self, name: str, defined: bool = True) -> Symbol | None:
         """A defined (or undefined) symbol: .symtab first (it has the layout

@@ -150,31 +150,31 @@ def resolve(root_path: str, root_elf, env: dict | None = None, preload=()) -> Cl
     closure.loaded.append(Loaded(root_path, os.path.basename(root_path), None, root_elf))
     by_name: dict[str, Loaded] = {}
     seen_paths = {os.path.realpath(root_path)}
-    for path, elf in preload:
-        if os.path.realpath(path) in seen_paths:
-            continue
-        entry = Loaded(path, os.path.basename(path), None, elf)
+
+    def load_by_path(path: str, elf, needed_by: str | None) -> Loaded:
+        """An object loaded before any DT_NEEDED search: later DT_NEEDED
+        entries naming its file or its soname resolve to it."""
+        entry = Loaded(path, os.path.basename(path), needed_by, elf)
         closure.loaded.append(entry)
         by_name[entry.name] = entry
         soname = elf.dynamic().get("soname")
         if soname:
             by_name[soname] = entry
         seen_paths.add(os.path.realpath(path))
+        return entry
+
+    for path, elf in preload:
+        if os.path.realpath(path) not in seen_paths:
+            load_by_path(path, elf, None)
     interp = root_elf.interp
     if interp:
         elf = _compatible(interp, elfclass, machine)
         if elf is not None:
-            entry = Loaded(interp, os.path.basename(interp), root_path, elf)
-            closure.loaded.append(entry)
-            by_name[entry.name] = entry
-            soname = elf.dynamic().get("soname")
-            if soname:
-                by_name[soname] = entry
+            entry = load_by_path(interp, elf, root_path)
             if entry.name.startswith("ld-musl-"):
                 # musl's dynamic linker is its libc: it satisfies these names itself.
                 for name in MUSL_LIBC_NAMES:
                     by_name[name.replace("*", entry.name[len("ld-musl-"):].split(".so")[0])] = entry
-            seen_paths.add(os.path.realpath(interp))
     cache = None
     queue = [(entry, []) for entry in closure.loaded if entry.path != interp]
     while queue:
