@@ -204,9 +204,13 @@ class Processes:
         self.plugin_ctx = Context(min_glibc=min_glibc, loaded_as="plugin")
 
     def _check(self, paths: list[str], ctx: Context, closure_of: str) -> None:
-        todo = list(dict.fromkeys(p for p in paths if os.path.realpath(p) not in self.seen))
-        for path, res in zip(todo, self.run(todo, ctx)):
-            self.seen[os.path.realpath(path)] = res
+        todo: dict[str, str] = {}  # real path -> the path as named (a symlink checked once)
+        for p in paths:
+            real = os.path.realpath(p)
+            if real not in self.seen:
+                todo.setdefault(real, p)
+        for (real, _), res in zip(todo.items(), self.run(list(todo.values()), ctx)):
+            self.seen[real] = res
             res["file"]["closure_of"] = closure_of
             self.out["files"].append(res["file"])
             self.out["findings"].extend(res["findings"])
