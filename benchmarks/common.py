@@ -67,9 +67,9 @@ class Compiler:
     #: Flags of every build (-O2 is the issue's requirement).
     base: tuple = ("-O2", "-Wall", "-pthread")
 
-    def build(self, out: Path, sources, *, gen_dir: Path | None, flags=()) -> Path:
+    def build(self, out: Path, sources, *, gen_dir: Path | None, flags=(), libs=()) -> Path:
         inc = ["-I", str(C_DIR)] + (["-I", str(gen_dir)] if gen_dir else [])
-        run([self.cc, *self.base, *flags, *inc, "-o", out, *sources])
+        run([self.cc, *self.base, *flags, *inc, "-o", out, *sources, *libs])
         return out
 
     def version(self) -> str:

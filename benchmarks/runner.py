@@ -18,7 +18,7 @@ from benchmarks import report
 from benchmarks.common import (GLIBC_ENVS, BenchError, Compiler, generate, load_snapshot, machine,
                                source_state)
 
-ITEMS = ("cpu", "counter", "registration", "build")
+ITEMS = ("cpu", "counter", "hotpath", "registration", "build")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -29,7 +29,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", type=Path, metavar="FILE", help="write the results as JSON")
     p.add_argument("--markdown", type=Path, metavar="FILE",
                    help="also write the tables as Markdown (what docs/benchmarks.md shows)")
-    p.add_argument("--reps", type=int, metavar="N", help="repetitions of each case (default 7)")
+    p.add_argument("--reps", type=int, metavar="N",
+                   help="interleaved repetitions of each case per run (default 7)")
+    p.add_argument("--runs", type=int, metavar="N",
+                   help="runs of the current-CPU and counter items; each case's figure is the "
+                        "median of the runs' medians (default 3)")
     p.add_argument("--iterations", type=int, metavar="N",
                    help="base iteration count of the loops (default 100000000)")
     p.add_argument("--offsets", type=int, default=8, metavar="N",
@@ -58,6 +62,7 @@ def main(argv=None) -> int:
         return 2
     quick = args.quick
     reps = args.reps or (2 if quick else 7)
+    runs = args.runs or (1 if quick else 3)
     base = args.iterations or (20_000 if quick else 100_000_000)
     noffsets = min(args.offsets, 2) if quick else args.offsets
     pads = [i * (64 // noffsets) for i in range(noffsets)] if noffsets > 0 else []
@@ -92,6 +97,7 @@ def main(argv=None) -> int:
         "compiler": cc.version(),
         "cflags": " ".join(cc.base) + " + -falign-loops=64 (sweep: -falign-loops=1 -DPAD_BYTES=k)",
         "reps": reps,
+        "runs": runs,
         "base_iterations": base,
         "loop_offsets": pads,
         "threads": threads,
@@ -106,10 +112,15 @@ def main(argv=None) -> int:
             from benchmarks.micro import Micro
             gen = generate(work / "gen-compat", "compat")
             log(f"generated compat code in {gen}")
-            micro = Micro(work, gen, cc, base_iters=base, reps=reps, pads=pads, threads=threads,
-                          log=log, launcher=launcher)
+            micro = Micro(work, gen, cc, base_iters=base, reps=reps, runs=runs, pads=pads,
+                          threads=threads, log=log, launcher=launcher)
             m = micro.run(cpu="cpu" in items, counter="counter" in items)
             result["micro"] = m
+        if "hotpath" in items:
+            from benchmarks import hotpath
+            log("instruction table: compiling")
+            result["hotpath"] = {"records": hotpath.measure(work),
+                                 "compilers": hotpath.compiler_versions()}
         if "registration" in items:
             from benchmarks.threads import Threads
             t = Threads(work, cc, threads_per_run=20 if quick else 2000,
@@ -147,7 +158,8 @@ def render(result) -> str:
     parts.append(f"Machine: {mach.get('model_name', '?')}, {mach.get('nproc')} CPUs"
                  f"{', ' + mach['hypervisor_vendor'] + ' guest' if mach.get('hypervisor_vendor') else ''}; "
                  f"kernel {mach['kernel']}; {mach['libc']}; {result['compiler']}.")
-    parts.append(f"Command: `{result['command']}` ({result['reps']} repetitions, interleaved; "
+    parts.append(f"Command: `{result['command']}` ({result.get('runs', 1)} runs of "
+                 f"{result['reps']} repetitions, interleaved; "
                  f"loops aligned to 64 bytes; the sweep moves them over {len(result['loop_offsets'])} "
                  f"offsets; ns/op is thread CPU time; "
                  f"{'SCHED_FIFO' if result.get('realtime') else 'normal priority'}). "
@@ -167,12 +179,11 @@ def render(result) -> str:
         cpu = [r for r in micro["records"] if r["item"] == "current_cpu"]
         cnt = [r for r in micro["records"] if r["item"] == "percpu_counter"]
         if cpu:
-            parts.append("### 1. Current CPU (baseline: plain TLS load)\n\n" + report.micro_table(cpu))
+            parts.append("### 1. Current CPU and area (each case as a ratio to its floor; the "
+                         "references to the current_cpu floor)\n\n" + report.micro_table(cpu))
         if cnt:
-            parts.append("### 2. Per-CPU counter (baseline: bench_percpu_counter_add; ns per "
-                         "increment, per thread)\n\n" + report.micro_table(cnt))
-        if micro.get("whatif_note"):
-            parts.append(micro["whatif_note"])
+            parts.append("### 2. Per-CPU counter (ns per increment, per thread; ratios to the "
+                         "floor counter add)\n\n" + report.micro_table(cnt))
     reg = result.get("registration")
     if reg:
         parts.append(f"### 3. Registration (pthread_create + join, one CPU read in the thread; "
@@ -187,6 +198,11 @@ def render(result) -> str:
             parts.append("### 4. Build overhead (small CMake project, Ninja)\n\n"
                          + report.build_table(build["records"])
                          + (f"\n\n{build['note']}" if build.get("note") else ""))
+    hot = result.get("hotpath")
+    if hot:
+        from benchmarks import hotpath
+        parts.append("### 5. Code size and hot-path instructions (generated / floor; exe: "
+                     "-fPIE, pic: -fPIC)\n\n" + hotpath.table(hot["records"]))
     if result.get("goals"):
         parts.append("### Goals\n\n" + report.goals_table(result["goals"]))
     return "\n\n".join(parts)

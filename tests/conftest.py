@@ -6,10 +6,12 @@ missing tool is a failure that says what to install.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -78,3 +80,43 @@ def gen(tmp_path):
         return generate(tmp_path / f"gen{next(counter)}", protocol, prefix, *extra)
 
     return _gen
+
+
+@contextmanager
+def locked(path: Path):
+    """Hold an exclusive lock on ``path`` (created if missing): what the
+    pytest-xdist workers share is built by one of them while the others
+    wait."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def session_shared_dir(tmp_path_factory) -> Path:
+    """A directory every pytest-xdist worker of this run shares (the parent
+    of each worker's basetemp); the basetemp itself without xdist."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@pytest.fixture(scope="session")
+def matrix_builds(tmp_path_factory):
+    """``get(protocol, cc, glibc=None)`` -> the tests/test_matrix.py builds
+    of that protocol (against ``glibc``'s sysroot, a tests/glibcs.py Glibc;
+    None: the host's), shared by every test module and xdist worker."""
+    from test_matrix import MatrixBuild
+
+    root = session_shared_dir(tmp_path_factory) / "matrix-builds"
+    cache: dict[tuple, MatrixBuild] = {}
+
+    def get(protocol, cc, glibc=None):
+        key = (protocol, cc, glibc)
+        if key not in cache:
+            cache[key] = MatrixBuild(root / protocol, protocol, cc, glibc)
+        return cache[key]
+
+    return get

@@ -12,8 +12,10 @@ import sys
 
 from conftest import ROOT, require_tool
 
-CPU_CASES = {"rseqgen", "sched_getcpu", "syscall", "tls"}
-COUNTER_CASES = {"rseqgen", "shared_atomic", "sched_getcpu_atomic"}
+CPU_CASES = {"rseqgen", "floor", "rseqgen_raw", "floor_raw", "rseqgen_area", "floor_area",
+             "rseqgen_at", "floor_hoisted", "sched_getcpu", "syscall", "tls"}
+COUNTER_CASES = {"rseqgen", "floor", "rseqgen_at", "floor_hoisted", "shared_atomic",
+                 "sched_getcpu_atomic"}
 PROTOCOLS = {"none", "glibc", "own", "cpu-id", "refcount", "handled", "compat"}
 ENVS = {"glibc", "glibc-rseq-off"}
 
@@ -42,14 +44,17 @@ def test_quick_run_writes_every_case(tmp_path):
     cpu = {(r["env"], r["case"]) for r in records if r["item"] == "current_cpu"}
     assert cpu >= {(e, c) for e in ENVS for c in CPU_CASES}
     counter = {(r["env"], r["case"], r["threads"]) for r in records
-               if r["item"] == "percpu_counter" and not r.get("whatif")}
+               if r["item"] == "percpu_counter"}
     assert counter >= {(e, c, t) for e in ENVS for c in COUNTER_CASES for t in {1, nproc}}
     for r in records:
         assert _sane(r["median_ns"]), r
         assert r["min_ns"] <= r["median_ns"] <= r["max_ns"], r
-        assert len(r["samples_ns"]) == data["reps"], r
-        if not r.get("whatif"):
+        assert len(r["samples_ns"]) == data["reps"] * data["runs"], r
+        assert len(r["run_medians_ns"]) == data["runs"], r
+        if r["floor"]:  # every case but the floors is a ratio to its floor
             assert _sane(r["ratio"]), r
+        else:
+            assert r["ratio"] is None and r["case"].startswith("floor"), r
     owners = {(r["env"], r["owner"]) for r in records if r["case"] == "rseqgen"}
     assert owners == {("glibc", "glibc"), ("glibc-rseq-off", "self")}
 
@@ -71,7 +76,15 @@ def test_quick_run_writes_every_case(tmp_path):
             for key in ("configure_s", "build_s", "noop_s"):
                 assert _sane(r[key]["median"]), r
 
+    hot = data["hotpath"]["records"]
+    assert {(r["fast_path"], r["variant"]) for r in hot} >= {
+        ("current_cpu", "generated"), ("current_cpu", "floor"), ("counter_add", "floor")}
+    for r in hot:
+        assert r["instructions"] > 0 and r["bytes"] > 0, r
+    assert "Code size and hot-path instructions" in proc.stdout
+
     assert data["goals"], "no goal was evaluated"
+    assert any("its floor" in g["goal"] for g in data["goals"])
     for g in data["goals"]:
         assert isinstance(g["met"], bool), g
 

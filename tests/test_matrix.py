@@ -18,13 +18,15 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
-from conftest import ROOT, generate, require_tool
+from conftest import ROOT, generate, locked, require_tool
 from rseq_gen.protocols import ENVIRONMENT_VARIABLES, ENVIRONMENTS, LIBC_REGISTERS, PROTOCOLS
 
 C_DIR = ROOT / "tests" / "c"
@@ -32,6 +34,9 @@ CFLAGS = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O2", "-g"]
 COMPILERS = ("gcc", "clang")
 ADDS = "200000"
 THREADS = "16"
+#: What the test program links besides its modules: dlopen is in libdl
+#: before glibc 2.34 (the sysroot builds of tests/test_glibcs.py).
+PROGRAM_LIBS = ("-lpthread", "-ldl")
 
 
 @dataclass(frozen=True)
@@ -67,79 +72,79 @@ def _module_cmd(cc, gen, prefix, *extra):
 
 class MatrixBuild:
     """Generates the four prefixes for one protocol and builds the programs
-    once per (protocol, compiler); variants are built on first use."""
+    once per (protocol, compiler, glibc) for the whole run, whichever
+    pytest-xdist worker asks first; variants are built on first use.
+    ``glibc`` (a tests/glibcs.py Glibc, None: the host's) is the sysroot the
+    programs are compiled and linked against."""
 
-    def __init__(self, root: Path, protocol: str, cc: str):
+    def __init__(self, root: Path, protocol: str, cc: str, glibc=None):
         self.root, self.protocol, self.cc = root, protocol, cc
         self.gen = root / "gen"
-        self.out = root / cc
-        self._built: dict[str, Path] = {}
+        self.sysroot = glibc.sysroot_flags() if glibc is not None else []
+        self.out = root / (cc if not self.sysroot else f"{cc}-{glibc.name}")
+        self._built: dict[str, tuple[Path, tuple]] = {}
 
     def _generate(self):
-        if (self.gen / "m_rseq.c").exists():
-            return
-        for prefix in ("m", "a", "b"):
-            generate(self.gen, self.protocol, prefix)
-        generate(self.gen, self.protocol, "c", "--dlopen-safe")
+        with locked(self.root / "gen.lock"):
+            if (self.gen / "generated").exists():
+                return
+            for prefix in ("m", "a", "b"):
+                generate(self.gen, self.protocol, prefix)
+            generate(self.gen, self.protocol, "c", "--dlopen-safe")
+            (self.gen / "generated").touch()
+
+    def _cmd(self, cc, prefix, *extra):
+        return _module_cmd(cc, self.gen, prefix, *self.sysroot, *extra)
 
     def _objects(self, cc, out, pic):
         objs = []
         for prefix in ("a", "b", "m"):
             for src, tag in ((C_DIR / "matrix_module.c", "mod"), (self.gen / f"{prefix}_rseq.c", "rseq")):
                 obj = out / f"{prefix}_{tag}.o"
-                _run(_module_cmd(cc, self.gen, prefix, *pic, "-c", src, "-o", obj), out)
+                _run(self._cmd(cc, prefix, *pic, "-c", src, "-o", obj), out)
                 objs.append(obj)
         main = out / "main.o"
-        _run(_module_cmd(cc, self.gen, "m", *pic, "-DWITH_LIBS", "-c", C_DIR / "matrix_main.c", "-o", main), out)
+        _run(self._cmd(cc, "m", *pic, "-DWITH_LIBS", "-c", C_DIR / "matrix_main.c", "-o", main), out)
         return [main, *objs]
 
-    def binary(self, variant: str) -> tuple[Path, tuple]:
-        if variant in self._built:
-            return self._built[variant]
-        self._generate()
+    def _build(self, variant: str, out: Path) -> None:
         cc = self.cc
-        out = self.out / variant
-        out.mkdir(parents=True, exist_ok=True)
         if variant == "dyn":
             for prefix in ("a", "b"):
-                _run(_module_cmd(cc, self.gen, prefix, "-fPIC", "-shared", C_DIR / "matrix_module.c",
-                                 self.gen / f"{prefix}_rseq.c", "-o", out / f"lib{prefix}.so",
-                                 "-lpthread", "-Wl,-z,nodelete"), out)
-            _run(_module_cmd(cc, self.gen, "c", "-fPIC", "-shared", C_DIR / "matrix_module.c",
-                             self.gen / "c_rseq.c", "-o", out / "plugin.so", "-lpthread"), out)
-            _run(_module_cmd(cc, self.gen, "m", "-DWITH_LIBS", C_DIR / "matrix_main.c",
-                             C_DIR / "matrix_module.c", self.gen / "m_rseq.c", "-o", out / "matrix",
-                             f"-L{out}", "-la", "-lb", "-Wl,-rpath,$ORIGIN", "-lpthread"), out)
-            result = (out / "matrix", ("--plugin", str(out / "plugin.so")))
+                _run(self._cmd(cc, prefix, "-fPIC", "-shared", C_DIR / "matrix_module.c",
+                               self.gen / f"{prefix}_rseq.c", "-o", out / f"lib{prefix}.so",
+                               "-lpthread", "-Wl,-z,nodelete"), out)
+            _run(self._cmd(cc, "c", "-fPIC", "-shared", C_DIR / "matrix_module.c",
+                           self.gen / "c_rseq.c", "-o", out / "plugin.so", "-lpthread"), out)
+            _run(self._cmd(cc, "m", "-DWITH_LIBS", C_DIR / "matrix_main.c",
+                           C_DIR / "matrix_module.c", self.gen / "m_rseq.c", "-o", out / "matrix",
+                           f"-L{out}", "-la", "-lb", "-Wl,-rpath,$ORIGIN", *PROGRAM_LIBS), out)
         elif variant == "alone":
-            _run(_module_cmd(cc, self.gen, "m", C_DIR / "matrix_main.c", C_DIR / "matrix_module.c",
-                             self.gen / "m_rseq.c", "-o", out / "matrix", "-lpthread"), out)
-            result = (out / "matrix", ())
+            _run(self._cmd(cc, "m", C_DIR / "matrix_main.c", C_DIR / "matrix_module.c",
+                           self.gen / "m_rseq.c", "-o", out / "matrix", *PROGRAM_LIBS), out)
         elif variant == "static":
             objs = self._objects(cc, out, [])
-            _run([cc, *objs, "-static", "-o", out / "matrix", "-lpthread"], out)
-            result = (out / "matrix", ())
+            _run([cc, *self.sysroot, *objs, "-static", "-o", out / "matrix", *PROGRAM_LIBS], out)
         elif variant == "musl":
+            assert not self.sysroot, "musl-gcc brings its own C library"
             objs = self._objects("musl-gcc", out, [])
             _run(["musl-gcc", *objs, "-static", "-o", out / "matrix"], out)
-            result = (out / "matrix", ())
         else:
             raise ValueError(variant)
-        self._built[variant] = result
-        return result
 
-
-@pytest.fixture(scope="session")
-def matrix_builds(tmp_path_factory):
-    cache: dict[tuple, MatrixBuild] = {}
-
-    def get(protocol, cc):
-        key = (protocol, cc)
-        if key not in cache:
-            cache[key] = MatrixBuild(tmp_path_factory.mktemp(f"matrix-{protocol}"), protocol, cc)
-        return cache[key]
-
-    return get
+    def binary(self, variant: str) -> tuple[Path, tuple]:
+        if variant not in self._built:
+            out = self.out / variant
+            with locked(self.out / f"{variant}.lock"):
+                if not (out / "built").exists():
+                    self._generate()
+                    shutil.rmtree(out, ignore_errors=True)
+                    out.mkdir(parents=True)
+                    self._build(variant, out)
+                    (out / "built").touch()
+            args = ("--plugin", str(out / "plugin.so")) if variant == "dyn" else ()
+            self._built[variant] = (out / "matrix", args)
+        return self._built[variant]
 
 
 # ---- strace: registrations per thread ---------------------------------------
@@ -148,34 +153,47 @@ _RSEQ_LINE = re.compile(r"^rseq\((?P<args>.*)\)\s+= (?P<ret>-?\d+)(?: (?P<errno>
 _EXECVE_OK = re.compile(r"^execve\(.*\)\s+= 0")
 
 
-def parse_strace(directory: Path):
-    """(max live registrations on any thread, errnos of refused registrations,
-    successful registrations) from strace -ff output files, one per thread."""
-    max_live, errnos, successes = 0, [], 0
+class Strace(NamedTuple):
+    """The rseq calls of one run, from strace -ff output (one file per thread)."""
+
+    max_live: int          # most registrations one thread held at once
+    errnos: list           # errno of every refused registration
+    successes: int         # registrations that succeeded
+    lengths: frozenset     # lengths the successful registrations passed
+
+
+def parse_strace(directory: Path) -> Strace:
+    max_live, errnos, successes, lengths = 0, [], 0, set()
     for path in directory.glob("trace.*"):
-        live, errnos_here, successes_here = 0, [], 0
+        live, errnos_here, successes_here, lengths_here = 0, [], 0, set()
         for line in path.read_text().splitlines():
             if _EXECVE_OK.match(line):
                 # execve drops the registration; count from the new image on
-                live, errnos_here, successes_here = 0, [], 0
+                live, errnos_here, successes_here, lengths_here = 0, [], 0, set()
                 continue
             m = _RSEQ_LINE.match(line)
             if not m:
                 continue
-            flags = m["args"].split(", ")[2]
+            _, length, flags, _ = m["args"].split(", ")
             unregister = "UNREGISTER" in flags or (flags.isdigit() and int(flags) & 1) or flags == "0x1"
             if m["ret"] == "0":
                 live += -1 if unregister else 1
-                successes_here += 0 if unregister else 1
+                if not unregister:
+                    successes_here += 1
+                    lengths_here.add(int(length, 0))
             elif not unregister:
                 errnos_here.append(m["errno"])
             max_live = max(max_live, live)
         errnos += errnos_here
         successes += successes_here
-    return max_live, errnos, successes
+        lengths |= lengths_here
+    return Strace(max_live, errnos, successes, frozenset(lengths))
 
 
-def run_matrix(binary: Path, extra_args, env_extra, tmp: Path, adds: str = ADDS):
+def run_matrix(binary: Path, extra_args, env_extra, tmp: Path, adds: str = ADDS,
+               threads: str = THREADS, launcher=()):
+    """Run the matrix program under strace; ``launcher`` goes before it (a
+    glibc's own dynamic loader, tests/glibcs.py)."""
     strace = require_tool("strace")
     trace_dir = tmp / "strace"
     trace_dir.mkdir()
@@ -187,8 +205,8 @@ def run_matrix(binary: Path, extra_args, env_extra, tmp: Path, adds: str = ADDS)
     # rseq would take precedence, and strace would no longer see the errno.
     bpf = [] if "--seccomp" in extra_args else ["--seccomp-bpf"]
     cmd = [strace, "-ff", "-qq", *bpf, "-e", "trace=rseq,execve", "-e", "signal=none",
-           "-o", str(trace_dir / "trace"), str(binary), "--threads", THREADS, "--adds", adds,
-           *extra_args]
+           "-o", str(trace_dir / "trace"), *map(str, launcher), str(binary),
+           "--threads", threads, "--adds", adds, *extra_args]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     return proc, events, parse_strace(trace_dir)
@@ -207,6 +225,81 @@ def _check_owner_group(owners: dict, lone: str, peer: str, what: str):
         assert all(v == lone for v in values), f"{what}: owners {owners}, table says {lone}"
 
 
+def _by_event(proc, events) -> dict:
+    assert proc.returncode == 0, f"matrix failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}"
+    by_event: dict[str, list] = {}
+    for e in events:
+        by_event.setdefault(e["event"], []).append(e)
+    assert by_event["done"][0]["ok"] is True
+    assert not by_event.get("failure"), by_event.get("failure")
+    return by_event
+
+
+def check_run(protocol: str, env_name: str, variant: str, run, threads: str = THREADS,
+              adds: str = ADDS) -> dict:
+    """What every run of a program with peer modules asserts, against the
+    protocol table's column ``env_name``: owners per module and thread, exact
+    counts, the fork child, the plugin (dynamic variants), and from strace:
+    never two registrations on a thread, only the refusals the table
+    expects, registrations on every thread exactly where someone registers.
+    Returns the events by name."""
+    proc, events, trace = run
+    proto = PROTOCOLS[protocol]
+    by_event = _by_event(proc, events)
+    lone, peer = proto.owner[env_name], proto.peer_owner[env_name]
+    main_owners = {k: v["owner"] for k, v in by_event["owners"][0]["modules"].items()}
+    _check_owner_group(main_owners, lone, peer, "main thread")
+    for i, thread in enumerate(by_event["thread_owners"][0]["threads"]):
+        _check_owner_group({k: v[0] for k, v in thread.items()}, lone, peer, f"thread {i}")
+
+    count = by_event["count"][0]
+    assert count["got"] == count["expected"] == int(threads) * int(adds)
+    assert count["signal_adds"] == count["signals"]
+    assert by_event["pinned"][0]["ok"] is True
+    child = by_event["fork_child"][0]
+    assert child["got"] == child["expected"]
+    assert child["owner"] == main_owners["m"], "after fork the child keeps the parent's registration"
+    assert ("dlopen" in by_event) == (variant == "dyn"), "the plugin scenario runs with dynamic linking"
+    if variant == "dyn":
+        d = by_event["dlopen"][0]
+        assert d["iterations"] == 200 and d["same_owner"] and d["plugin_exact"]
+        assert d["got"] == d["expected"]
+        assert d["owner"] == peer, f"plugin owner {d['owner']}, table says {peer}"
+
+    # strace: never two registrations on one thread, only expected refusals.
+    assert trace.max_live <= 1, "a thread held two rseq registrations at once"
+    unexpected = set(trace.errnos) - set(proto.expected_errnos[env_name])
+    assert not unexpected, f"unexpected rseq errors {sorted(unexpected)} (all: {trace.errnos})"
+    if lone == "self" or env_name in LIBC_REGISTERS:
+        assert trace.successes >= 1 + int(threads), "every thread should hold a registration"
+    else:
+        assert trace.successes == 0, "no registration should succeed here"
+    if lone == "glibc":
+        ours = sum(v["registrations"] for v in by_event["owners"][-1]["modules"].values())
+        assert ours == 0, "glibc owns registration: the generated code must make no rseq syscall"
+    return by_event
+
+
+def check_alone(protocol: str, env_name: str, run, threads: str = THREADS, adds: str = ADDS) -> dict:
+    """What a run of the program with only its own module asserts: the lone
+    owner on every thread, exact counts, only expected refusals, and where
+    the module registers, exactly one registration per thread, all its own
+    (main, the workers, the fork child's two threads)."""
+    proc, events, trace = run
+    owner = PROTOCOLS[protocol].owner[env_name]
+    by_event = _by_event(proc, events)
+    owners = by_event["owners"][0]["modules"]
+    assert owners["m"]["owner"] == owner
+    assert {t["m"][0] for t in by_event["thread_owners"][0]["threads"]} == {owner}
+    count = by_event["count"][0]
+    assert count["got"] == count["expected"] == int(threads) * int(adds)
+    assert trace.max_live <= 1
+    assert set(trace.errnos) <= set(PROTOCOLS[protocol].expected_errnos[env_name])
+    if owner == "self":
+        assert owners["m"]["registrations"] >= 1 and trace.successes == 1 + int(threads) + 2
+    return by_event
+
+
 @pytest.mark.parametrize("cc", COMPILERS)
 @pytest.mark.parametrize("env_name", ENVIRONMENTS)
 @pytest.mark.parametrize("protocol", list(PROTOCOLS))
@@ -219,47 +312,9 @@ def test_matrix(protocol, env_name, cc, matrix_builds, tmp_path):
             # musl-gcc is the musl toolchain here; clang builds are covered by
             # every glibc environment. Not a skip: the gcc run covers musl.
             cc = "gcc"
-    proto = PROTOCOLS[protocol]
     binary, args = matrix_builds(protocol, cc).binary(build.variant)
-    proc, events, (max_live, errnos, successes) = run_matrix(binary, (*args, *build.args), build.env, tmp_path)
-    assert proc.returncode == 0, f"matrix failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}"
-    by_event = {}
-    for e in events:
-        by_event.setdefault(e["event"], []).append(e)
-    assert by_event["done"][0]["ok"] is True
-    assert not by_event.get("failure"), by_event.get("failure")
-
-    lone, peer = proto.owner[env_name], proto.peer_owner[env_name]
-    main_owners = {k: v["owner"] for k, v in by_event["owners"][0]["modules"].items()}
-    _check_owner_group(main_owners, lone, peer, "main thread")
-    for i, thread in enumerate(by_event["thread_owners"][0]["threads"]):
-        _check_owner_group({k: v[0] for k, v in thread.items()}, lone, peer, f"thread {i}")
-
-    count = by_event["count"][0]
-    assert count["got"] == count["expected"] == int(THREADS) * int(ADDS)
-    assert count["signal_adds"] == count["signals"]
-    assert by_event["pinned"][0]["ok"] is True
-    child = by_event["fork_child"][0]
-    assert child["got"] == child["expected"]
-    assert child["owner"] == main_owners["m"], "after fork the child keeps the parent's registration"
-    assert ("dlopen" in by_event) == (build.variant == "dyn"), "the plugin scenario runs with dynamic linking"
-    if build.variant == "dyn":
-        d = by_event["dlopen"][0]
-        assert d["iterations"] == 200 and d["same_owner"] and d["plugin_exact"]
-        assert d["got"] == d["expected"]
-        assert d["owner"] == peer, f"plugin owner {d['owner']}, table says {peer}"
-
-    # strace: never two registrations on one thread, only expected refusals.
-    assert max_live <= 1, "a thread held two rseq registrations at once"
-    unexpected = set(errnos) - set(proto.expected_errnos[env_name])
-    assert not unexpected, f"unexpected rseq errors {sorted(unexpected)} (all: {errnos})"
-    if lone == "self" or env_name in LIBC_REGISTERS:
-        assert successes >= 1 + int(THREADS), "every thread should hold a registration"
-    else:
-        assert successes == 0, "no registration should succeed here"
-    if lone == "glibc":
-        ours = sum(v["registrations"] for v in by_event["owners"][-1]["modules"].values())
-        assert ours == 0, "glibc owns registration: the generated code must make no rseq syscall"
+    check_run(protocol, env_name, build.variant,
+              run_matrix(binary, (*args, *build.args), build.env, tmp_path))
 
 
 #: i386 compilers: Debian's cross gcc and clang aimed at its sysroot (gcc
@@ -283,19 +338,12 @@ def test_i386_native(protocol, cc, tmp_path):
     binary = tmp_path / "matrix32"
     _run([*compiler, *_module_cmd("", gen, "m")[1:], C_DIR / "matrix_main.c",
           C_DIR / "matrix_module.c", gen / "m_rseq.c", "-o", binary, "-lpthread"], tmp_path)
-    proto = PROTOCOLS[protocol]
     for env_name in ("glibc", "glibc-rseq-off"):
         run_dir = tmp_path / env_name
         run_dir.mkdir()
-        proc, events, (max_live, errnos, _) = run_matrix(binary, ENV_BUILDS[env_name].args,
-                                                         ENV_BUILDS[env_name].env, run_dir, I386_ADDS)
-        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-        owners = [e for e in events if e["event"] == "owners"][0]["modules"]
-        assert owners["m"]["owner"] == proto.owner[env_name]
-        count = [e for e in events if e["event"] == "count"][0]
-        assert count["got"] == count["expected"]
-        assert max_live <= 1
-        assert set(errnos) <= set(proto.expected_errnos[env_name])
+        check_alone(protocol, env_name, run_matrix(binary, ENV_BUILDS[env_name].args,
+                                                   ENV_BUILDS[env_name].env, run_dir, I386_ADDS),
+                    adds=I386_ADDS)
 
 
 DYNAMIC_ENVS = [name for name, b in ENV_BUILDS.items() if b.variant == "dyn"]
@@ -306,18 +354,5 @@ DYNAMIC_ENVS = [name for name, b in ENV_BUILDS.items() if b.variant == "dyn"]
 def test_program_alone(protocol, env_name, matrix_builds, tmp_path):
     """The program with only its own generated code: the lone owner."""
     build = ENV_BUILDS[env_name]
-    proto = PROTOCOLS[protocol]
     binary, _ = matrix_builds(protocol, "gcc").binary("alone")
-    proc, events, (max_live, errnos, successes) = run_matrix(binary, build.args, build.env, tmp_path)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    owners = [e for e in events if e["event"] == "owners"][0]["modules"]
-    assert owners["m"]["owner"] == proto.owner[env_name]
-    threads = [e for e in events if e["event"] == "thread_owners"][0]["threads"]
-    assert {t["m"][0] for t in threads} == {proto.owner[env_name]}
-    count = [e for e in events if e["event"] == "count"][0]
-    assert count["got"] == count["expected"]
-    assert max_live <= 1
-    assert set(errnos) <= set(proto.expected_errnos[env_name])
-    if proto.owner[env_name] == "self":
-        # exactly one registration per thread, all made by the generated code
-        assert owners["m"]["registrations"] >= 1 and successes == 1 + int(THREADS) + 2
+    check_alone(protocol, env_name, run_matrix(binary, build.args, build.env, tmp_path))

@@ -29,7 +29,11 @@
 #else
 #define BENCH_PAD() ((void)0)
 #endif
+#if defined(__clang__)
+#define BENCH_FN __attribute__((noinline, aligned(64)))
+#else
 #define BENCH_FN __attribute__((noinline, noclone, aligned(64)))
+#endif
 
 static inline uint64_t bench_now_ns(void)
 {

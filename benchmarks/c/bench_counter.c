@@ -10,45 +10,55 @@
  * wall_ns_per_op is the same with elapsed time.
  *
  * CASE: rseqgen (bench_percpu_counter_add on 64-byte-strided per-CPU slots),
+ * floor (floor_counter_add64 from floor.h: the shortest correct hand-written
+ * restartable sequence for the same add, in this same binary),
  * shared_atomic (__atomic_fetch_add on one shared counter),
  * sched_getcpu_atomic (__atomic_fetch_add on the slot of sched_getcpu()).
  *
- * Diagnostics (not part of the API):
- *   diag_hoisted  the same critical section (the generated
- *                 bench__arch_cs_add) with the area offset read once before
- *                 the loop instead of twice per increment;
- *   diag_no_offcheck  the offset loaded per call as generated, but no
- *                 `offset != 0` branch (as if the offset were valid from
- *                 load time);
- *   diag_add_imm  a plain `addq $1, (slot)` on this CPU's slot, no rseq;
- *   diag_add_reg  the same with the 1 in a register, `addq %reg, (slot)`:
- *                 the instruction the generated critical section uses. */
+ * rseqgen_at (bench_percpu_counter_add_at with off = bench_area_offset()
+ * read once before the loop) beside floor_hoisted (the floor's critical
+ * section with its offset read once before the loop): the offset-taking form
+ * for hot loops. */
 #include "bench.h"
+#include "bench_rseq.h"
+/* The floor reads the generated module's own offset word (floor.h). */
+#ifdef BENCH__AREA_OFFSET_AT_LOAD
+#define FLOOR_OFFSET_WORD bench__exe_area_offset_direct
+#endif
+#include "floor.h"
 
 #include <pthread.h>
 #include <sched.h>
 #include <unistd.h>
 
-#include "bench_rseq.h"
-
 #define STRIDE 64
 #define MAX_SLOTS 4096
 
 volatile long bench_sink;
+FLOOR_DEFINE_OFFSET();
 
 static char *slots;
 static _Alignas(64) intptr_t shared_counter;
 static long nslots;
 
 /* Two addresses 4 KiB apart look alike to the store-to-load disambiguation
- * of x86 cores ("4K aliasing"): a load of bench_rseq_area_offset right after
- * an increment of a slot whose address has the same low 12 bits waits for
- * that store. A static slot array can land there by accident of the link
- * layout; place the slots so that none of them aliases the offset variable
- * (the effect is noted in docs/benchmarks.md). */
+ * of x86 cores ("4K aliasing"): a load of the area offset right after an
+ * increment of a slot whose address has the same low 12 bits waits for that
+ * store. A static slot array can land there by accident of the link layout;
+ * place the slots so that none of them aliases an offset variable either
+ * case reads (the effect is noted in docs/benchmarks.md). */
 static int aliases(const void *a, const void *b)
 {
     return (((uintptr_t)a ^ (uintptr_t)b) & 0xfc0) == 0;
+}
+
+static int aliases_an_offset(const void *slot)
+{
+    return aliases(slot, &bench_rseq_area_offset) || aliases(slot, &FLOOR_OFFSET_WORD)
+#ifdef BENCH__AREA_OFFSET_AT_LOAD
+           || aliases(slot, &bench__exe_area_offset)
+#endif
+        ;
 }
 
 static char *alloc_slots(long n)
@@ -59,7 +69,7 @@ static char *alloc_slots(long n)
     for (size_t shift = 0; shift < 4096; shift += STRIDE) {
         int bad = 0;
         for (long i = 0; i < n && !bad; i++)
-            bad = aliases(base + shift + (size_t)i * STRIDE, &bench_rseq_area_offset);
+            bad = aliases_an_offset(base + shift + (size_t)i * STRIDE);
         if (!bad) {
             memset(base + shift, 0, (size_t)n * STRIDE);
             return base + shift;
@@ -82,68 +92,30 @@ BENCH_FN static void loop_rseqgen(long n)
         bench_percpu_counter_add(base, STRIDE, 1);
 }
 
-BENCH_FN static void loop_diag_hoisted(long n)
+BENCH_FN static void loop_floor(long n)
 {
     intptr_t *base = (intptr_t *)slots;
-    ptrdiff_t off = __atomic_load_n(&bench_rseq_area_offset, __ATOMIC_RELAXED);
-    if (off == 0) {
-        loop_rseqgen(n);
-        return;
-    }
-    BENCH_PAD();
-    for (long i = 0; i < n; i++) {
-        for (;;) {
-            int cpu = bench__arch_load_s32(off, offsetof(struct bench_rseq_area, cpu_id));
-            if (__builtin_expect(cpu < 0, 0)) {
-                bench_percpu_counter_add(base, STRIDE, 1);
-                break;
-            }
-            if (__builtin_expect(bench__arch_cs_add(off, slot_of((char *)base, cpu), 1, cpu) == 0, 1))
-                break;
-        }
-    }
-}
-
-#if defined(__x86_64__)
-/* One thread only: a migration makes another CPU's slot the target of this
- * non-atomic add. */
-BENCH_FN static void loop_diag_add_imm(long n)
-{
-    intptr_t *slot = slot_of(slots, bench_current_cpu());
     BENCH_PAD();
     for (long i = 0; i < n; i++)
-        __asm__ __volatile__("addq $1, %0" : "+m"(*slot));
+        floor_counter_add64(base);
 }
 
-BENCH_FN static void loop_diag_add_reg(long n)
-{
-    intptr_t *slot = slot_of(slots, bench_current_cpu());
-    BENCH_PAD();
-    for (long i = 0; i < n; i++)
-        __asm__ __volatile__("addq %1, %0" : "+m"(*slot) : "r"((intptr_t)1));
-}
-#endif
-
-BENCH_FN static void loop_diag_no_offcheck(long n)
+BENCH_FN static void loop_rseqgen_at(long n)
 {
     intptr_t *base = (intptr_t *)slots;
-    if (__atomic_load_n(&bench_rseq_area_offset, __ATOMIC_RELAXED) == 0) {
-        loop_rseqgen(n);
-        return;
-    }
+    ptrdiff_t off = bench_area_offset();
     BENCH_PAD();
-    for (long i = 0; i < n; i++) {
-        for (;;) {
-            ptrdiff_t off = __atomic_load_n(&bench_rseq_area_offset, __ATOMIC_RELAXED);
-            int cpu = bench__arch_load_s32(off, offsetof(struct bench_rseq_area, cpu_id));
-            if (__builtin_expect(cpu < 0, 0)) {
-                bench_percpu_counter_add(base, STRIDE, 1);
-                break;
-            }
-            if (__builtin_expect(bench__arch_cs_add(off, slot_of((char *)base, cpu), 1, cpu) == 0, 1))
-                break;
-        }
-    }
+    for (long i = 0; i < n; i++)
+        bench_percpu_counter_add_at(off, base, STRIDE, 1);
+}
+
+BENCH_FN static void loop_floor_hoisted(long n)
+{
+    intptr_t *base = (intptr_t *)slots;
+    ptrdiff_t off = floor_offset();
+    BENCH_PAD();
+    for (long i = 0; i < n; i++)
+        floor_counter_add64_at(off, base);
 }
 
 BENCH_FN static void loop_shared_atomic(long n)
@@ -172,7 +144,10 @@ struct result {
 static void *worker(void *arg)
 {
     struct result *r = arg;
-    loop(iterations / 10 + 1);  /* warm up (and register this thread) */
+    /* Register first: the floor never registers (and never needs to under
+     * glibc's registration). */
+    bench_register_current_thread();
+    loop(iterations / 10 + 1);  /* warm up */
     pthread_barrier_wait(&start);
     uint64_t t0 = bench_now_ns(), c0 = bench_cpu_ns();
     loop(iterations);
@@ -199,20 +174,16 @@ int main(int argc, char **argv)
     iterations = bench_arg_long(argv[3], "iterations");
     if (strcmp(argv[1], "rseqgen") == 0)
         loop = loop_rseqgen;
+    else if (strcmp(argv[1], "floor") == 0)
+        loop = loop_floor;
+    else if (strcmp(argv[1], "rseqgen_at") == 0)
+        loop = loop_rseqgen_at;
+    else if (strcmp(argv[1], "floor_hoisted") == 0)
+        loop = loop_floor_hoisted;
     else if (strcmp(argv[1], "shared_atomic") == 0)
         loop = loop_shared_atomic;
     else if (strcmp(argv[1], "sched_getcpu_atomic") == 0)
         loop = loop_sched_getcpu_atomic;
-    else if (strcmp(argv[1], "diag_hoisted") == 0)
-        loop = loop_diag_hoisted;
-    else if (strcmp(argv[1], "diag_no_offcheck") == 0)
-        loop = loop_diag_no_offcheck;
-#if defined(__x86_64__)
-    else if (strcmp(argv[1], "diag_add_imm") == 0)
-        loop = loop_diag_add_imm;
-    else if (strcmp(argv[1], "diag_add_reg") == 0)
-        loop = loop_diag_add_reg;
-#endif
     else {
         fprintf(stderr, "unknown case %s\n", argv[1]);
         return 2;
@@ -222,6 +193,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "bad thread count or too many CPUs\n");
         return 2;
     }
+    bench_register_current_thread();
+    FLOOR_SET_OFFSET(bench__area_offset());  /* the same for every thread */
     slots = alloc_slots(nslots);
     if (slots == NULL) {
         perror("aligned_alloc");

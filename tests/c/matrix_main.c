@@ -13,14 +13,19 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef __GLIBC__
+#include <gnu/libc-version.h>
+#endif
 
 #include "m_rseq.h"
 #include "matrix_module.h"
@@ -99,6 +104,25 @@ static int deny_rseq(int err)
 }
 
 /* ---- helpers ----------------------------------------------------------- */
+
+/* glibc's rseq ABI (2.35+), as the generated code sees it: weak, NULL where
+ * the libc has none. */
+extern const ptrdiff_t __rseq_offset __attribute__((weak));
+extern const unsigned int __rseq_size __attribute__((weak));
+
+/* Which libc runs the program and what it published about its area. */
+static void print_libc(void)
+{
+#ifdef __GLIBC__
+    const char *version = gnu_get_libc_version();
+#else
+    const char *version = "";
+#endif
+    int abi = &__rseq_size != NULL && &__rseq_offset != NULL;
+    printf("{\"event\": \"libc\", \"glibc\": \"%s\", \"rseq_abi\": %s, \"rseq_size\": %u, "
+           "\"rseq_offset\": %td, \"feature_size\": %lu}\n", version, abi ? "true" : "false",
+           abi ? __rseq_size : 0u, abi ? __rseq_offset : (ptrdiff_t)0, getauxval(27 /* AT_RSEQ_FEATURE_SIZE */));
+}
 
 static void print_info(const char *scope, const struct mod_info *infos, int n, const char **names)
 {
@@ -411,6 +435,7 @@ int main(int argc, char **argv)
 
     for (i = 0; i < NMODULES; i++)
         names[i] = modules[i].name;
+    print_libc();
     collect_owners(main_info);
     print_info("main", main_info, NMODULES, names);
     printf("{\"event\": \"features\", \"node_id\": %d, \"mm_cid\": %d, \"node\": %d, \"mm_cid_value\": %d}\n",

@@ -39,6 +39,13 @@ class Arch:
     qemu: str | None = None
     #: Extra template parameters (register names, directives).
     params: dict = field(default_factory=dict)
+    #: Data directive storing the thread-pointer offset of a TLS symbol ({0})
+    #: of the executable as a pointer-sized word, resolved by the static
+    #: linker (local-exec). With it, executable code reads an area offset
+    #: valid from load time (the header's null area), so its fast paths need
+    #: no "offset known yet?" test. None: no such data relocation (or not
+    #: tested here); the fast paths keep the test.
+    exe_tp_offset_data: str | None = None
 
     def sig_for(self, endian: str) -> int:
         if endian == "big" and self.sig_be is not None:
@@ -65,6 +72,10 @@ ARCHES: dict[str, Arch] = {
                     # a 64-bit descriptor field; the descriptor's address (PC-relative)
                     "ptr64": ".quad {0}",
                     "load_cs": ["leaq 3b(%%rip), %%rax"]},
+            # R_X86_64_TPOFF32 (GNU ld, gold and lld; lld rejects TPOFF64 in
+            # data). The executable's TLS lies below the thread pointer, so
+            # the offset is negative: the high word is all ones.
+            exe_tp_offset_data=".long {0}@tpoff, -1",
         ),
         Arch(
             name="i386",
@@ -82,6 +93,8 @@ ARCHES: dict[str, Arch] = {
                     "ptr64": ".long {0}, 0x0",
                     # no PC-relative lea: take the descriptor from a call's return address
                     "load_cs": ["call 5f", r"5:\tpopl %%eax", "leal (3b - 5b)(%%eax), %%eax"]},
+            # R_386_TLS_LE_32: the negative offset %gs-relative accesses use.
+            exe_tp_offset_data=".long {0}@ntpoff",
         ),
         Arch(
             name="aarch64",

@@ -71,7 +71,7 @@ def _symbol_table(opts: GenerateOptions) -> list[dict]:
         "node_id_available", "mm_cid_available", "registration_count",
         "registration_errno", "_thread_area_offset", "_current_cpu_slow",
         "_current_cpu_raw_slow", "_current_node_id_slow", "_percpu_add_slow",
-        "_percpu_cmpxchg_slow")]
+        "_percpu_cmpxchg_slow", "_percpu_counter_add_slow", "_area_slow")]
     out.append(sym(f"{P}_rseq_area_offset", "defined", "STT_OBJECT", "STB_GLOBAL", ptr, ptr))
     proto = opts.protocol
     if proto.area == "shared":
