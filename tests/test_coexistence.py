@@ -356,19 +356,6 @@ def members_of(protocol: str, peer: str, order: str, env: str, files: dict) -> l
     return [member(u) for u in units]
 
 
-def _outcome_json(members: list[dict], env: str, first: str) -> dict:
-    model = [Member(m["label"], m["adopter"], m["protocol"], m["loaded"], m.get("init")) for m in members]
-    pred = predict(model, env, first)
-    labels = [m["label"] for m in members if m["adopter"] == "rseq-gen"]
-    return {
-        "threads": {t: {"owners": o.owners, "peers": o.peers, "registrant": o.registrant}
-                    for t, o in pred.threads.items()},
-        "fast_path": {label: pred.fast_path(label) for label in labels},
-        "broken": [list(b) for b in pred.broken],
-        "degraded": [list(d) for d in pred.degraded],
-    }
-
-
 def _reported_prediction(program: Path, plugins: list[Path], env: str, first: str) -> tuple[list[dict], dict]:
     """The prediction `rseq-gen verify --closure` reports for the program."""
     plugin_args = [a for p in plugins for a in ("--plugin", str(p))]
@@ -382,12 +369,16 @@ def _reported_prediction(program: Path, plugins: list[Path], env: str, first: st
 def verifier_prediction(program: Path, plugins: list[Path], members: list[dict], env: str,
                         first: str) -> tuple[list[dict], dict]:
     """(prediction.members, prediction.environments[env][first]) of
-    `rseq-gen verify --closure PROGRAM [--plugin P ...] --format json`.
+    `rseq-gen verify --closure PROGRAM [--plugin P ...] --format json`,
+    after checking that it found the modules this test built, each as what
+    it is and loaded as it is (``members``, from members_of)."""
+    reported, outcome = _reported_prediction(program, plugins, env, first)
 
-    Until the verifier branch lands that report, the same JSON is made from
-    rseq_gen.coexistence.predict() over the members this test built; then
-    this returns _reported_prediction(program, plugins, env, first)."""
-    return members, _outcome_json(members, env, first)
+    def key(m):
+        return (m["label"], m["adopter"], m["protocol"], m["loaded"])
+
+    assert sorted(map(key, reported)) == sorted(map(key, members)), (reported, members)
+    return reported, outcome
 
 
 def canonical(members: list[dict], outcome: dict) -> dict:
@@ -401,8 +392,8 @@ def canonical(members: list[dict], outcome: dict) -> dict:
                       "registrant": unit.get(o["registrant"], o["registrant"])}
     return {"threads": threads,
             "fast_path": {unit[label]: v for label, v in outcome["fast_path"].items()},
-            "broken": sorted((unit[b[0]], b[1]) for b in outcome["broken"]),
-            "degraded": sorted((unit[d[0]], d[1]) for d in outcome["degraded"])}
+            "broken": sorted((unit[b["label"]], b["thread"]) for b in outcome["broken"]),
+            "degraded": sorted((unit[d["label"]], d["thread"]) for d in outcome["degraded"])}
 
 
 # ---- the peer alone ----------------------------------------------------------

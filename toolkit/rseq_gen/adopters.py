@@ -58,6 +58,14 @@ class SymbolRule:
     type: str
     bind: str = "global"
     size: int | None = None
+    #: The size is that of a pointer or ptrdiff_t (8 on LP64, 4 on ILP32).
+    pointer_sized: bool = False
+
+    def size_for(self, elfclass: int) -> int | None:
+        """The size expected in an ELF file of this class (32 or 64)."""
+        if self.size is None or not self.pointer_sized or elfclass == 64:
+            return self.size
+        return self.size // 2
 
 
 @dataclass(frozen=True)
@@ -130,7 +138,7 @@ def _behaviour(**by_env) -> dict:
 
 
 _LIBRSEQ_API = (
-    SymbolRule("rseq_offset", "object", size=8),
+    SymbolRule("rseq_offset", "object", size=8, pointer_sized=True),
     SymbolRule("rseq_size", "object", size=4),
     SymbolRule("rseq_flags", "object", size=4),
     SymbolRule("rseq_register_current_thread", "func"),
@@ -144,8 +152,9 @@ ADOPTERS: dict[str, Adopter] = {
             title="glibc >= 2.35",
             area="libc",
             publishes=("__rseq_offset", "__rseq_size", "__rseq_flags"),
-            elf_defines=(SymbolRule("__rseq_offset", "object"), SymbolRule("__rseq_size", "object"),
-                         SymbolRule("__rseq_flags", "object")),
+            elf_defines=(SymbolRule("__rseq_offset", "object", size=8, pointer_sized=True),
+                         SymbolRule("__rseq_size", "object", size=4),
+                         SymbolRule("__rseq_flags", "object", size=4)),
             runtime_recognition="weak references to __rseq_offset and __rseq_size: __rseq_size != 0 "
                                 "means glibc registered every thread",
             registers_when="every thread, at start-up and in pthread_create, unless glibc.pthread.rseq=0",
@@ -276,11 +285,19 @@ LIBRSEQ_ABI = tuple(a.name for a in ADOPTERS.values() if a.publishes == ("rseq_o
                                                                             "rseq_flags"))
 
 
-def recognise(defined: dict[str, dict], notes: bool = False) -> list[str]:
+#: Every symbol name an ELF signature looks at (what a reader must look up).
+SIGNATURE_SYMBOLS = tuple(dict.fromkeys(
+    [r.name for a in ADOPTERS.values() for r in a.elf_defines]
+    + [n for a in ADOPTERS.values() for n in a.elf_absent]))
+
+
+def recognise(defined: dict[str, dict], notes: bool = False, elfclass: int = 64) -> list[str]:
     """Adopter names whose ELF signature matches. ``defined`` maps a defined
     symbol name to ``{"type": ..., "bind": ..., "size": ..., "dynamic": bool}``
-    (type "object", "func" or "tls"; bind "global", "weak" or "local");
-    ``notes``: the image carries the rseq-gen note."""
+    (type "object", "func" or "tls"; bind "global", "weak" or "local": a
+    symbol a shared object does not export is "local" whatever its STB);
+    ``notes``: the image carries the rseq-gen note; ``elfclass``: 32 or 64
+    (pointer-sized symbols are half as big in ELF32)."""
     found = []
     for a in ADOPTERS.values():
         if a.elf_note:
@@ -289,17 +306,18 @@ def recognise(defined: dict[str, dict], notes: bool = False) -> list[str]:
             continue
         if not a.elf_defines:
             continue
-        if all(_matches(rule, defined.get(rule.name)) for rule in a.elf_defines) and \
+        if all(_matches(rule, defined.get(rule.name), elfclass) for rule in a.elf_defines) and \
                 not any(name in defined for name in a.elf_absent):
             found.append(a.name)
     return found
 
 
-def _matches(rule: SymbolRule, sym: dict | None) -> bool:
+def _matches(rule: SymbolRule, sym: dict | None, elfclass: int = 64) -> bool:
     if sym is None or sym.get("type") != rule.type:
         return False
     if rule.bind == "global" and sym.get("bind") not in ("global", "weak"):
         return False
     if rule.bind == "local" and sym.get("bind") != "local":
         return False
-    return rule.size is None or sym.get("size") in (None, rule.size)
+    size = rule.size_for(elfclass)
+    return size is None or sym.get("size") in (None, size)

@@ -420,10 +420,13 @@ class ElfFile:
         return self._make_symbol(idx, rec, self._strtab(sec),
                                  ".symtab" if sec.type == "SHT_SYMTAB" else ".dynsym")
 
-    def find_symbols(self, names: Iterable[str], table: str = ".symtab") -> dict[str, list[Symbol]]:
+    def find_symbols(self, names: Iterable[str], table: str = ".symtab",
+                     anchor: str | None = None) -> dict[str, list[Symbol]]:
         """Symbols with these exact names, without decoding the whole table:
         find each name in the string table, then find the entries whose
-        ``st_name`` points there with one byte search over the table."""
+        ``st_name`` points there with one byte search over the table. The
+        names that contain ``anchor`` are found with one scan for it instead
+        of one scan each (a big string table rarely holds the anchor)."""
         names = list(names)
         out: dict[str, list[Symbol]] = {n: [] for n in names}
         if table in self._symcache:
@@ -437,10 +440,9 @@ class ElfFile:
         strtab = self._strtab(sec)
         raw = self.section_data(sec)
         fmt, size = self._sym_format()
+        offsets = self._name_offsets(strtab, names, anchor)
         for name in names:
-            needle = name.encode() + b"\0"
-            pos = strtab.find(needle)
-            while pos >= 0:
+            for pos in offsets[name]:
                 key = struct.pack(self.bo + "I", pos)
                 hit = raw.find(key)
                 while hit >= 0:
@@ -449,9 +451,39 @@ class ElfFile:
                         rec = struct.unpack_from(fmt, raw, hit)
                         out[name].append(self._make_symbol(idx, rec, strtab, table))
                     hit = raw.find(key, hit + 1)
-                pos = strtab.find(needle, pos + 1)
         for name in names:
             out[name].sort(key=lambda s: s.index)
+        return out
+
+    @staticmethod
+    def _name_offsets(strtab: bytes, names: list[str], anchor: str | None) -> dict[str, list[int]]:
+        """Every offset in ``strtab`` where a name starts and ends with the
+        NUL (a name may be the tail of a longer string the linker merged)."""
+        out: dict[str, list[int]] = {n: [] for n in names}
+        anchored = [n for n in names if anchor and anchor in n]
+        for name in names:
+            if name in anchored:
+                continue
+            needle = name.encode() + b"\0"
+            pos = strtab.find(needle)
+            while pos >= 0:
+                out[name].append(pos)
+                pos = strtab.find(needle, pos + 1)
+        if anchored:
+            wanted = [(n, n.encode()) for n in anchored]
+            mark = anchor.encode()
+            pos = strtab.find(mark)
+            while pos >= 0:
+                end = strtab.find(b"\0", pos)
+                end = len(strtab) if end < 0 else end
+                start = strtab.rfind(b"\0", 0, pos) + 1
+                text = strtab[start:end]
+                for name, raw_name in wanted:
+                    if text.endswith(raw_name):
+                        out[name].append(end - len(raw_name))
+                pos = strtab.find(mark, end)
+        for name in anchored:
+            out[name].sort()
         return out
 
     def strtab_mentions(self, needle: bytes) -> bool:

@@ -24,6 +24,8 @@ class Rule:
     summary: str
     message: str  # str.format template; the checks fill the fields
     fix: str
+    #: When a finding is raised above the default severity (None: never).
+    raised: str | None = None
 
 
 RULE_LIST = (
@@ -82,10 +84,11 @@ RULE_LIST = (
          "A library meant to be dlopen'd reaches its rseq area with initial-exec TLS (DF_STATIC_TLS or IE relocations): dlopen fails once the static TLS surplus is used up.",
          "{what}, but the library is to be dlopen'd ({why})",
          "Generate with `--dlopen-safe` (global-dynamic TLS) or `--tls-model global-dynamic`."),
-    Rule("RSEQ302", "owner-without-nodelete", "error", "TLS model",
+    Rule("RSEQ302", "owner-without-nodelete", "warning", "TLS model",
          "A shared library that registers areas in its own TLS is not marked DF_1_NODELETE: dlclose would free TLS the kernel keeps writing into.",
-         "{what}, and DT_FLAGS_1 lacks NODELETE",
-         "Link the library with `-Wl,-z,nodelete`."),
+         "{what}, and DT_FLAGS_1 lacks NODELETE: {how}",
+         "Link the library with `-Wl,-z,nodelete`.",
+         raised="an error where the library is to be dlopen'd (`--dlopen`, `--plugin`, the manifest's or the note's dlopen_safe); at most a warning for a library a closure loads as DT_NEEDED"),
     # ---- critical sections ----------------------------------------------
     Rule("RSEQ401", "cs-section-layout", "error", "Critical sections",
          "`__rseq_cs` must be aligned to 32 and hold whole 32-byte descriptors.",
@@ -167,9 +170,34 @@ RULE_LIST = (
          "{needed} (needed by {by}) not found in {searched}",
          "Install the library, or set RPATH/RUNPATH or LD_LIBRARY_PATH as at run time."),
     Rule("RSEQ702", "registration-owner", "note", "Closure",
-         "Who registers rseq for the threads of this process at run time, and why.",
-         "{owner}: {why}",
+         "Who registers rseq for the threads of this process at run time, in each environment the process can meet (the closure's `prediction` in the JSON report has every detail).",
+         "registration owner per environment: {summary}",
          "Nothing to fix: informational."),
+    # ---- coexistence with other adopters (rseq_gen.adopters) --------------
+    Rule("RSEQ703", "peer-broken", "error", "Coexistence",
+         "An rseq adopter that passes its own checks alone (librseq, the kernel selftests, tcmalloc) fails beside this process's other modules: its registration is refused (the kernel allows one area per thread) or it aborts.",
+         "{peer} ({adopter}) {state} on the {threads}: {where}; the thread's registration belongs to {by}; alone it would be {alone}",
+         "Let the peer see the area first: load it at start-up (DT_NEEDED or LD_PRELOAD) rather than with dlopen, so rseq-gen modules find it before they register; or keep glibc's registration on, so every module uses glibc's area; or generate the modules with the `glibc` protocol, which never registers."),
+    Rule("RSEQ704", "rseq-abi-shadowed", "error", "Coexistence",
+         "tcmalloc's `__rseq_abi` is shadowed by an earlier definition in symbol lookup order: once it registers, its layout check (its slabs pointer right before its own `__rseq_abi`) aborts the process.",
+         "{peer} ({adopter}) aborts: {where}; its references to __rseq_abi bind to {by}, which comes first in symbol lookup order",
+         "Put the tcmalloc module first among the `__rseq_abi` definers (link it into the executable or before the other libraries); shared-area rseq-gen modules then bind to its `__rseq_abi` and share its registration."),
+    Rule("RSEQ705", "peer-slow-under-glibc", "warning", "Coexistence",
+         "A peer that never uses glibc's registration (tcmalloc) is refused while glibc >= 2.35 registers every thread, so it runs in slow mode, whatever else is in the process.",
+         "{peer} ({adopter}) runs in slow mode under {env}: its own registration is refused beside glibc's",
+         "Run the program with `GLIBC_TUNABLES=glibc.pthread.rseq=0` (compat modules then share the peer's `__rseq_abi`), or accept the slow mode."),
+    Rule("RSEQ706", "cpu-id-start-overlay", "warning", "Coexistence",
+         "tcmalloc keeps a pointer over `__rseq_abi.cpu_id_start` and relies on the kernel rewriting that field after every preemption: kernels 6.19 and 7.0 without the RSEQ legacy-mode fix do not, and a registration longer than 32 bytes (v2 mode) kills a process that writes the field.",
+         "{peer} ({adopter}) runs its per-CPU fast path ({where}) with its slabs pointer over cpu_id_start: broken on kernels >= 6.19 that skip the rewrite, killed under a v2 (> 32-byte) registration of that area",
+         "Run on a kernel before 6.19 or one with the legacy-mode fix (32-byte registrations keep the rewrite); keep the area's registration at 32 bytes (rseq-gen modules register 32); or run the peer in slow mode."),
+    Rule("RSEQ707", "peer-slow-mode", "warning", "Coexistence",
+         "A peer that has its per-CPU fast path alone runs in slow mode beside this process's other modules: one of them registered the thread first with an area the peer cannot use.",
+         "{peer} ({adopter}) runs in slow mode on the {threads}: {where}; the thread's registration belongs to {by}; alone it would be {alone}",
+         "Generate the rseq-gen modules with a shared-area protocol (`compat`), so they register and share the peer's `__rseq_abi`, or let the peer register first."),
+    Rule("RSEQ708", "module-on-fallbacks", "note", "Coexistence",
+         "An rseq-gen module runs on its (exact, slower) fallbacks on threads whose registration belongs to an area it cannot use, where alone it would have a fast path.",
+         "{module} runs on fallbacks on the {threads}: {where}; the thread's registration belongs to {by}",
+         "Generate the module with `compat` (it uses glibc's area, librseq's area and a shared `__rseq_abi`), or keep the other owner out of the process."),
     # ---- input ----------------------------------------------------------
     Rule("RSEQ801", "arch-unknown", "warning", "Input",
          "The ELF machine has no known RSEQ_SIG, so abort signatures were not checked.",
@@ -199,7 +227,8 @@ def render_markdown() -> str:
         lines.append(f"| [{r.id}](#{r.id.lower()}-{r.name}) | `{r.name}` | {r.severity} | {r.category} |")
     lines.append("")
     for r in RULE_LIST:
-        lines += [f"## {r.id} {r.name}", "", f"Severity: **{r.severity}**. Category: {r.category}.", "",
+        raised = f" (raised: {r.raised})" if r.raised else ""
+        lines += [f"## {r.id} {r.name}", "", f"Severity: **{r.severity}**{raised}. Category: {r.category}.", "",
                   r.summary, "", f"Fix: {r.fix}", ""]
     return "\n".join(lines)
 

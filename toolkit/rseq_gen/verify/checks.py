@@ -10,11 +10,13 @@ import struct
 from dataclasses import dataclass, field
 
 from rseq_gen import abi
+from rseq_gen.adopters import ADOPTERS
 from rseq_gen.arches import ARCHES
 from rseq_gen.elf import (DF_1_NODELETE, DF_STATIC_TLS, E_MACHINE_NUMBERS, SHN_COMMON,
                           SHN_LORESERVE, SHN_UNDEF, ElfFile, Symbol)
 from rseq_gen.protocols import PROTOCOLS
 from rseq_gen.rules import RULES
+from rseq_gen.verify import recognise
 
 # ---------------------------------------------------------------------------
 # Architecture facts the verifier recognises (generated or not).
@@ -103,6 +105,10 @@ class Context:
     min_glibc: tuple[int, int] | None = None
     dlopen: bool = False
     manifest: dict | None = None
+    #: How the file is loaded, when known: "needed" (a DT_NEEDED library of
+    #: a closure: never unloaded on its own), "plugin" (--plugin: dlopen'd),
+    #: None (an input; --dlopen and the manifest say).
+    loaded_as: str | None = None
 
 
 @dataclass
@@ -115,14 +121,14 @@ class Unit:
     findings: list = field(default_factory=list)
 
     def add(self, rule_id: str, symbol: str | None = None, section: str | None = None,
-            address: int | None = None, **fields) -> None:
+            address: int | None = None, severity: str | None = None, **fields) -> None:
         rule = RULES[rule_id]
         try:
             message = rule.message.format(symbol=symbol, section=section, address=address, **fields)
         except (KeyError, ValueError, IndexError):
             message = rule.summary
         self.findings.append({
-            "rule": rule.id, "name": rule.name, "severity": rule.severity, "message": message,
+            "rule": rule.id, "name": rule.name, "severity": severity or rule.severity, "message": message,
             "fix": rule.fix, "file": self.path, "member": self.member, "symbol": symbol,
             "section": section, "address": address, "source": None,
         })
@@ -165,8 +171,8 @@ class Symbols:
 
     def __init__(self, elf: ElfFile, names):
         self.elf = elf
-        self.static = elf.find_symbols(names, ".symtab") if elf.has_table(".symtab") else {}
-        self.dynamic = elf.find_symbols(names, ".dynsym") if elf.has_table(".dynsym") else {}
+        self.static = elf.find_symbols(names, ".symtab", "rseq") if elf.has_table(".symtab") else {}
+        self.dynamic = elf.find_symbols(names, ".dynsym", "rseq") if elf.has_table(".dynsym") else {}
 
     def best(self, name: str, defined: bool = True) -> Symbol | None:
         """A defined (or undefined) symbol: .symtab first (it has the layout
@@ -232,7 +238,8 @@ def analyze(unit: Unit, ctx: Context) -> dict:
     manifest_names = [s["name"] for s in (ctx.manifest or {}).get("symbols", [])]
     manifest_names += [op[k] for op in (ctx.manifest or {}).get("operations", [])
                        for k in ("slow_path", "arch_function")]
-    syms = Symbols(elf, list(dict.fromkeys(_AREA_NAMES + tuple(private_names) + tuple(manifest_names))))
+    syms = Symbols(elf, list(dict.fromkeys(_AREA_NAMES + recognise.NAMES + tuple(private_names)
+                                           + tuple(manifest_names))))
 
     if unit.arch is None and elf.sections_named(abi.CS_SECTION):
         unit.add("RSEQ801", machine=elf.e_machine)
@@ -244,6 +251,8 @@ def analyze(unit: Unit, ctx: Context) -> dict:
         "defines_glibc_rseq": False,
         "glibc_refs": [],
     }
+    facts["signature"] = recognise.defined_symbols(syms, elf.kind() == "shared-library")
+    facts["adopters"] = recognise.adopters_of(facts["signature"], notes, elf.elfclass)
     _check_area_symbols(unit, ctx, syms, protocols, private_names, facts)
     _check_glibc(unit, ctx, syms, facts)
     _check_lifetime(unit, ctx, syms, notes, private_names, facts)
@@ -415,11 +424,13 @@ def _check_lifetime(unit: Unit, ctx: Context, syms: Symbols, notes, private_name
     elf = unit.elf
     kind = elf.kind()
     dlopen_reasons = []
+    if ctx.loaded_as == "plugin":
+        dlopen_reasons.append("--plugin")
     if ctx.dlopen:
         dlopen_reasons.append("--dlopen")
     if ctx.manifest and ctx.manifest.get("options", {}).get("dlopen_safe"):
         dlopen_reasons.append("the manifest says dlopen_safe")
-    if any(n.get("dlopen_safe") for n in notes):
+    if any(n.get("dlopen_safe") for n in notes) and ctx.loaded_as != "needed":
         dlopen_reasons.append("the rseq-gen note says dlopen_safe=1")
     area_syms = ["__rseq_abi", "__rseq_refcount"] + list(private_names)
     has_area = bool(notes) or any(syms.best(n) is not None for n in area_syms)
@@ -466,8 +477,22 @@ def _check_lifetime(unit: Unit, ctx: Context, syms: Symbols, notes, private_name
                     what = (f"protocol {n['protocol']} (prefix {n.get('prefix')}) registers "
                             f"{_protocol(n['protocol']).area} TLS of this library")
                 else:
-                    what = "the library defines __rseq_abi in its own TLS"
-                unit.add("RSEQ302", what=what)
+                    owners = [a["name"] for a in facts["adopters"]
+                              if ADOPTERS[a["name"]].area in ("private", "shared")]
+                    what = (f"{owners[0]} registers its {ADOPTERS[owners[0]].area} TLS area __rseq_abi"
+                            if owners else "the library defines __rseq_abi in its own TLS")
+                # An error only where the library is to be dlopen'd: loaded
+                # at start-up (DT_NEEDED) it is never unloaded.
+                if dlopen_reasons:
+                    unit.add("RSEQ302", what=what, severity="error",
+                             how=f"the library is to be dlopen'd ({', '.join(dlopen_reasons)})")
+                elif ctx.loaded_as == "needed":
+                    unit.add("RSEQ302", what=what,
+                             how="loaded as DT_NEEDED it stays loaded; a dlopen'd copy would not")
+                else:
+                    unit.add("RSEQ302", what=what,
+                             how="harmless while it is only loaded at start-up (DT_NEEDED); an error "
+                                 "with --dlopen")
 
 
 # ---- critical sections --------------------------------------------------------
@@ -856,7 +881,9 @@ def _attach(unit: Unit, source) -> None:
 
 def owners_from(facts_by_file: list[tuple[str, dict]]) -> dict:
     """Split the images into private owners, shared owners (rseq-gen) and
-    foreign __rseq_abi owners."""
+    foreign __rseq_abi owners: images without an rseq-gen shared-area note
+    that export a __rseq_abi other modules bind to (a local one, such as
+    librseq's, is a private area nobody else sees)."""
     private, shared, foreign = [], [], []
     for label, facts in facts_by_file:
         shared_here = False
@@ -870,8 +897,11 @@ def owners_from(facts_by_file: list[tuple[str, dict]]) -> dict:
             elif p.area == "shared":
                 shared.append((label, who, p))
                 shared_here = True
-        if facts.get("defines_abi") and not shared_here:
-            foreign.append((label, f"{label} (defines __rseq_abi, no rseq-gen note)", None))
+        if facts.get("abi_exported") and not shared_here:
+            known = [a["name"] for a in facts.get("adopters", []) if a["name"] != "rseq-gen"]
+            what = f"{', '.join(known)}: exports __rseq_abi" if known else \
+                "exports __rseq_abi, no rseq-gen note"
+            foreign.append((label, f"{label} ({what})", None))
     return {"private": private, "shared": shared, "foreign": foreign}
 
 

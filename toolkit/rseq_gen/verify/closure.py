@@ -19,6 +19,9 @@ from dataclasses import dataclass, field
 from rseq_gen.elf import ElfError, map_file, open_elf
 
 LD_SO_CACHE = "/etc/ld.so.cache"
+#: Names musl's dynamic linker (ld-musl-<arch>.so.1, which is musl's libc)
+#: answers for itself; "*" is the arch.
+MUSL_LIBC_NAMES = ("libc.so", "libc.musl-*.so.1")
 DF_1_NODEFLIB = 0x800  # -z nodeflib: neither the cache nor the default directories
 _NEW_MAGIC = b"glibc-ld.so.cache1.1"
 _OLD_MAGIC = b"ld.so-1.7.0"
@@ -133,7 +136,10 @@ def _compatible(path: str, elfclass: int, machine: int):
     return elf
 
 
-def resolve(root_path: str, root_elf, env: dict | None = None) -> Closure:
+def resolve(root_path: str, root_elf, env: dict | None = None, preload=()) -> Closure:
+    """The objects ld.so loads for ``root_path``, in symbol lookup order:
+    the root, the ``preload`` objects ((path, ElfFile) pairs, as
+    LD_PRELOAD names them), then the DT_NEEDED libraries breadth first."""
     env = os.environ if env is None else env
     closure = Closure(root_path)
     elfclass, machine = root_elf.elfclass, root_elf.e_machine_code
@@ -144,19 +150,33 @@ def resolve(root_path: str, root_elf, env: dict | None = None) -> Closure:
     closure.loaded.append(Loaded(root_path, os.path.basename(root_path), None, root_elf))
     by_name: dict[str, Loaded] = {}
     seen_paths = {os.path.realpath(root_path)}
+
+    def load_by_path(path: str, elf, needed_by: str | None) -> Loaded:
+        """An object loaded before any DT_NEEDED search: later DT_NEEDED
+        entries naming its file or its soname resolve to it."""
+        entry = Loaded(path, os.path.basename(path), needed_by, elf)
+        closure.loaded.append(entry)
+        by_name[entry.name] = entry
+        soname = elf.dynamic().get("soname")
+        if soname:
+            by_name[soname] = entry
+        seen_paths.add(os.path.realpath(path))
+        return entry
+
+    for path, elf in preload:
+        if os.path.realpath(path) not in seen_paths:
+            load_by_path(path, elf, None)
     interp = root_elf.interp
     if interp:
         elf = _compatible(interp, elfclass, machine)
         if elf is not None:
-            entry = Loaded(interp, os.path.basename(interp), root_path, elf)
-            closure.loaded.append(entry)
-            by_name[entry.name] = entry
-            soname = elf.dynamic().get("soname")
-            if soname:
-                by_name[soname] = entry
-            seen_paths.add(os.path.realpath(interp))
+            entry = load_by_path(interp, elf, root_path)
+            if entry.name.startswith("ld-musl-"):
+                # musl's dynamic linker is its libc: it satisfies these names itself.
+                for name in MUSL_LIBC_NAMES:
+                    by_name[name.replace("*", entry.name[len("ld-musl-"):].split(".so")[0])] = entry
     cache = None
-    queue = [(closure.loaded[0], [])]
+    queue = [(entry, []) for entry in closure.loaded if entry.path != interp]
     while queue:
         obj, loader_rpaths = queue.pop(0)
         dyn = obj.elf.dynamic()

@@ -1,4 +1,4 @@
-"""The engine of ``rseq-gen verify`` (kept out of rseq_gen.verify so that
+"""The engine of ``rseq-gen verify`` (kept out of the package's __init__ so that
 building the CLI parser imports nothing heavy): check one path, archives
 member by member, process closures and the report."""
 
@@ -10,15 +10,16 @@ import struct
 from rseq_gen import __version__, abi
 from rseq_gen.elf import ElfError, map_file, open_elf
 from rseq_gen.rules import RULES
-from rseq_gen.verify_ar import ArchiveError, is_archive, read_members
-from rseq_gen.verify_checks import Context, Unit, analyze, arch_facts, owners_from, protocol_conflicts
-from rseq_gen.verify_output import REPORT_VERSION
+from rseq_gen.verify import recognise
+from rseq_gen.verify.ar import ArchiveError, is_archive, read_members
+from rseq_gen.verify.checks import Context, Unit, analyze, arch_facts, protocol_conflicts
+from rseq_gen.verify.output import REPORT_VERSION
 
 
 def _file_result(path: str) -> dict:
     return {"path": path, "kind": None, "arch": None, "elfclass": None, "endian": None,
-            "members": None, "notes": [], "critical_sections": {"descriptors": 0, "checked": 0},
-            "closure_of": None}
+            "members": None, "notes": [], "adopters": [],
+            "critical_sections": {"descriptors": 0, "checked": 0}, "closure_of": None}
 
 
 def _describe(result: dict, elf) -> None:
@@ -79,6 +80,7 @@ def _check_path(path: str, ctx: Context, out: dict) -> None:
         out["errors"].append({"file": path, "member": None, "message": problem})
         return
     result["notes"] = facts["notes"]
+    result["adopters"] = facts["adopters"]
     result["critical_sections"] = facts["critical_sections"]
     out["facts"] = facts
     out["findings"] += unit.findings
@@ -162,81 +164,136 @@ def _check_archive(path: str, data, ctx: Context, out: dict) -> None:
         if not carriers:
             _add(findings, "RSEQ603", path, None, desc=desc)
     out["findings"] += findings
-    merged = {"notes": [n for _, fc in facts_list for n in fc["notes"]],
+    # An archive is one library: its adopter signature spans the members
+    # (librseq.a has the registration API and the mempool in two objects).
+    signature: dict = {}
+    for _, fc in facts_list:
+        for name, sym in fc["signature"].items():
+            signature.setdefault(name, sym)
+    notes = [n for _, fc in facts_list for n in fc["notes"]]
+    elfclass = result["elfclass"] or 64
+    merged = {"notes": notes,
               "defines_abi": any(fc["defines_abi"] for _, fc in facts_list),
+              "abi_exported": any(fc["abi_exported"] for _, fc in facts_list),
               "defines_glibc_rseq": any(fc["defines_glibc_rseq"] for _, fc in facts_list),
+              "signature": signature,
+              "adopters": recognise.adopters_of(signature, notes, elfclass),
               "glibc_refs": []}
     out["facts"] = merged
+    result["adopters"] = merged["adopters"]
     protocol_conflicts(facts_list, lambda rid, **kw: _add(out["findings"], rid, path, None, **kw))
 
 
 # ---------------------------------------------------------------------------
-# Closure.
+# Processes: a closure (or the inputs given together), its prediction and
+# its conflicts.
 
-def _owner(loaded: list[dict], facts_by_path: dict) -> dict:
-    modules = []
-    glibc = [l for l in loaded if (facts_by_path.get(l["path"]) or {}).get("defines_glibc_rseq")]
-    labelled = [(l["path"], facts_by_path[l["path"]]) for l in loaded if facts_by_path.get(l["path"])]
-    o = owners_from(labelled)
-    for label, who, p in o["private"] + o["shared"]:
-        if glibc:
-            state = p.owner["glibc"]
-            if p.glibc_area:
-                modules.append(f"{who}: uses glibc's registration")
-            else:
-                modules.append(f"{who}: ignores glibc; its registration fails with EINVAL "
-                               "while glibc registers (owner it reports: "
-                               f"{state})")
-        else:
-            modules.append(f"{who}: {p.registers}")
-    for label, who, _ in o["foreign"]:
-        modules.append(f"{who}: a foreign __rseq_abi definition")
-    if glibc:
-        return {"owner": "glibc", "by": glibc[0]["path"], "modules": modules,
-                "why": f"{glibc[0]['path']} defines __rseq_offset/__rseq_size (GLIBC_2.35): glibc "
-                       "registers every thread at start-up unless GLIBC_TUNABLES=glibc.pthread.rseq=0"}
-    if o["foreign"]:
-        label, who, _ = o["foreign"][0]
-        return {"owner": label, "by": label, "modules": modules,
-                "why": f"no glibc registration; {who} is the first __rseq_abi in load order, "
-                       "so every module binds to it and its code registers"}
-    if o["shared"]:
-        label, who, p = o["shared"][0]
-        return {"owner": label, "by": label, "modules": modules,
-                "why": f"no glibc registration; rseq-gen library {who} registers the shared "
-                       f"__rseq_abi ({p.registers})"}
-    if o["private"]:
-        label, who, p = o["private"][0]
-        return {"owner": label, "by": label, "modules": modules,
-                "why": f"no glibc registration; rseq-gen library {who} registers its private area"}
-    return {"owner": "none", "by": None, "modules": modules,
-            "why": "no module in the process registers rseq (no glibc >= 2.35, no __rseq_abi, "
-                   "no rseq-gen code)"}
+class Processes:
+    """Builds the processes verify reports. ``run(paths, ctx)`` checks files
+    (maybe in parallel); ``seen`` (real path -> result) keeps a library
+    shared by several processes from being checked or reported twice; the
+    files, findings and errors of every newly checked library go to
+    ``out``'s lists."""
 
+    def __init__(self, run, seen: dict, out: dict, min_glibc=None):
+        self.run = run
+        self.seen = seen
+        self.out = out
+        self.min_glibc = min_glibc
+        self.needed_ctx = Context(loaded_as="needed")
+        self.plugin_ctx = Context(min_glibc=min_glibc, loaded_as="plugin")
 
-def _closure(path: str, dep_ctx: Context, run, findings: list, files: list, errors: list,
-             seen: dict) -> dict | None:
-    """Resolve and check one input's closure. ``seen`` (path -> result) keeps
-    a library shared by several inputs' closures from being reported twice."""
-    from rseq_gen.verify_closure import resolve
+    def _check(self, paths: list[str], ctx: Context, closure_of: str) -> None:
+        todo: dict[str, str] = {}  # real path -> the path as named (a symlink checked once)
+        for p in paths:
+            real = os.path.realpath(p)
+            if real not in self.seen:
+                todo.setdefault(real, p)
+        for (real, _), res in zip(todo.items(), self.run(list(todo.values()), ctx)):
+            self.seen[real] = res
+            res["file"]["closure_of"] = closure_of
+            self.out["files"].append(res["file"])
+            self.out["findings"].extend(res["findings"])
+            self.out["errors"].extend(res["errors"])
 
-    try:
-        elf = open_elf(map_file(path), path)
-    except (OSError, ElfError):
-        return None  # already reported by the per-file pass
-    closure = resolve(path, elf)
-    loaded = [{"path": l.path, "name": l.name, "needed_by": l.needed_by} for l in closure.loaded]
-    deps = [l["path"] for l in loaded[1:]]
-    todo = [d for d in deps if os.path.realpath(d) not in seen]
-    for dep, res in zip(todo, run(todo, dep_ctx)):
-        seen[os.path.realpath(dep)] = res
-        res["file"]["closure_of"] = path
-        files.append(res["file"])
-        findings.extend(res["findings"])
-        errors.extend(res["errors"])
-    facts_by_path = {d: seen[os.path.realpath(d)]["facts"] for d in deps}
-    return {"root": path, "loaded": loaded, "unresolved": closure.unresolved,
-            "facts": facts_by_path}
+    def check_loaded_later(self, preload: list[str], plugins: list[str]) -> None:
+        self._check(preload, self.needed_ctx, None)
+        self._check(plugins, self.plugin_ctx, None)
+
+    def facts(self, path: str):
+        res = self.seen.get(os.path.realpath(path))
+        return res["facts"] if res else None
+
+    def _opened(self, paths: list[str]) -> list:
+        """(path, ElfFile) of each readable ELF file (an unreadable one was
+        reported when it was checked)."""
+        out = []
+        for p in paths:
+            try:
+                out.append((p, open_elf(map_file(p), p)))
+            except (OSError, ElfError):
+                continue
+        return out
+
+    def closure(self, root: str, preload: list[str], plugins: list[str]) -> dict | None:
+        """The process of one program (or library): what ld.so loads at
+        start-up, then each plugin and the part of its closure not loaded."""
+        from rseq_gen.verify.closure import resolve
+
+        opened = self._opened([root])
+        if not opened:
+            return None
+        self._check(preload, self.needed_ctx, root)
+        start = resolve(root, opened[0][1], preload=self._opened(preload))
+        loaded = [{"path": l.path, "name": l.name, "needed_by": l.needed_by, "loaded": "startup"}
+                  for l in start.loaded]
+        unresolved = list(start.unresolved)
+        self._check([l["path"] for l in loaded[1:]], self.needed_ctx, root)
+        self._check(plugins, self.plugin_ctx, root)
+        have = {os.path.realpath(l["path"]) for l in loaded}
+        for path, elf in self._opened(plugins):
+            later = resolve(path, elf)
+            new = [l for l in later.loaded if os.path.realpath(l.path) not in have]
+            have |= {os.path.realpath(l.path) for l in new}
+            self._check([l.path for l in new], self.plugin_ctx, root)
+            loaded += [{"path": l.path, "name": l.name, "needed_by": l.needed_by, "loaded": "dlopen"}
+                       for l in new]
+            unresolved += later.unresolved
+        return {"root": root, "kind": "closure", "loaded": loaded, "unresolved": unresolved}
+
+    def together(self, inputs: list[str], kinds: dict, preload: list[str], plugins: list[str]) -> dict:
+        """The inputs given together as one process, without their closure:
+        the executable first, the preloads, the other inputs in the order
+        given, then the plugins."""
+        programs = [p for p in inputs if kinds[p] in ("executable", "pie-executable")]
+        order = programs + preload + [p for p in inputs if p not in programs]
+        self._check(preload, self.needed_ctx, order[0])
+        self._check(plugins, self.plugin_ctx, order[0])
+        loaded = [{"path": p, "name": os.path.basename(p), "needed_by": None, "loaded": "startup"}
+                  for p in dict.fromkeys(order)]
+        loaded += [{"path": p, "name": os.path.basename(p), "needed_by": None, "loaded": "dlopen"}
+                   for p in dict.fromkeys(plugins) if p not in order]
+        return {"root": order[0], "kind": "inputs", "loaded": loaded, "unresolved": []}
+
+    def finish(self, c: dict, findings: list) -> dict:
+        """Add the prediction and the process's findings to ``c``."""
+        from rseq_gen.verify import prediction
+
+        root = c["root"]
+
+        def add(rule_id, **fields):
+            _add(findings, rule_id, root, None, **fields)
+
+        for u in c["unresolved"]:
+            add("RSEQ701", needed=u["needed"], by=u["by"], searched=", ".join(u["searched"]) or "nowhere")
+        modules = [{"path": l["path"], "facts": self.facts(l["path"]), "loaded": l["loaded"]}
+                   for l in c["loaded"]]
+        protocol_conflicts([(m["path"], m["facts"]) for m in modules if m["facts"]], add)
+        c["prediction"] = prediction.predict(modules, None if c["kind"] == "closure" else "unknown",
+                                             self.min_glibc)
+        add("RSEQ702", summary=prediction.owner_summary(c["prediction"]))
+        prediction.findings(c["prediction"], modules, add)
+        return c
 
 
 # ---------------------------------------------------------------------------
@@ -278,6 +335,8 @@ def build_report(args, files, findings, errors, closures) -> dict:
             "closure": bool(args.closure),
             "min_glibc": args.min_glibc,
             "dlopen": bool(args.dlopen),
+            "preload": [str(p) for p in args.preload],
+            "plugin": [str(p) for p in args.plugin],
             "fail_on": args.fail_on,
         },
         "files": files,

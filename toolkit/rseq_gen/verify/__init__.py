@@ -35,7 +35,14 @@ def configure_parser(sub) -> None:
     p.add_argument("--protocol", choices=list(PROTOCOLS), metavar="P",
                    help=f"protocol the inputs are expected to use ({', '.join(PROTOCOLS)})")
     p.add_argument("--closure", action="store_true",
-                   help="also load every DT_NEEDED library as ld.so would and check the whole process")
+                   help="also load every DT_NEEDED library as ld.so would and check the whole process: "
+                        "who owns each thread's registration per environment, and the conflicts")
+    p.add_argument("--preload", action="append", default=[], metavar="FILE",
+                   help="FILE is loaded at start-up before the DT_NEEDED libraries (LD_PRELOAD); "
+                        "repeatable, in order")
+    p.add_argument("--plugin", action="append", default=[], metavar="FILE",
+                   help="FILE is dlopen'd later by the program (with the part of its closure not "
+                        "loaded yet); repeatable, in load order; checked as a dlopen'd library")
     p.add_argument("--min-glibc", metavar="X.Y",
                    help="oldest glibc the binaries must load on (strong GLIBC_2.35 references fail below 2.35)")
     p.add_argument("--dlopen", action="store_true",
@@ -82,9 +89,25 @@ def load_manifest(path: Path) -> dict:
     return data
 
 
+#: Files a process loads (an object or an archive is linked into one).
+_LINKED_KINDS = ("shared-library", "pie-executable", "executable")
+
+
+def _together(results: list[dict], args) -> bool:
+    """Inputs given together make one process (in the order given, the
+    executable first) when they can: linked files of one machine and class,
+    at most one executable, and more than one of them or a --plugin or
+    --preload beside them."""
+    linked = [r for r in results if r["facts"] is not None and r["file"]["kind"] in _LINKED_KINDS]
+    programs = [r for r in linked if r["file"]["kind"] != "shared-library"]
+    machines = {(r["file"]["arch"], r["file"]["elfclass"]) for r in linked}
+    return bool(linked) and len(programs) <= 1 and len(machines) == 1 and \
+        (len(linked) > 1 or bool(args.plugin or args.preload))
+
+
 def check_path(path: str, ctx) -> dict:
-    """Check one input (see rseq_gen.verify_core.check_path)."""
-    from rseq_gen.verify_core import check_path as _check
+    """Check one input (see rseq_gen.verify.core.check_path)."""
+    from rseq_gen.verify.core import check_path as _check
 
     return _check(path, ctx)
 
@@ -92,18 +115,16 @@ def check_path(path: str, ctx) -> dict:
 def execute(args: argparse.Namespace) -> int:
     from concurrent.futures import ProcessPoolExecutor
 
-    from rseq_gen.verify_checks import Context
-    from rseq_gen.verify_core import _add, _attach_sources, _closure, _owner, build_report
-    from rseq_gen.verify_core import check_path as _check
-    from rseq_gen.verify_checks import protocol_conflicts
-    from rseq_gen.verify_output import render
+    from rseq_gen.verify.checks import Context
+    from rseq_gen.verify.core import Processes, _attach_sources, build_report
+    from rseq_gen.verify.core import check_path as _check
+    from rseq_gen.verify.output import render
 
     min_glibc = _parse_min_glibc(args.min_glibc)
     if args.jobs < 0:
         raise UsageError("--jobs: must be 0 (one per CPU) or more")
     manifest = load_manifest(args.manifest) if args.manifest else None
     ctx = Context(protocol=args.protocol, min_glibc=min_glibc, dlopen=args.dlopen, manifest=manifest)
-    dep_ctx = Context()
     jobs = args.jobs or os.cpu_count() or 1
     executor = ProcessPoolExecutor(max_workers=jobs) if jobs > 1 else None
 
@@ -114,34 +135,28 @@ def execute(args: argparse.Namespace) -> int:
 
     try:
         results = run(list(args.paths), ctx)
-        files, findings, errors = [], [], []
+        out = {"files": [], "findings": [], "errors": []}
         for res in results:
-            files.append(res["file"])
-            findings += res["findings"]
-            errors += res["errors"]
-        _attach_sources(findings, manifest, set(args.paths))
-        closures = []
+            out["files"].append(res["file"])
+            out["findings"] += res["findings"]
+            out["errors"] += res["errors"]
+        _attach_sources(out["findings"], manifest, set(args.paths))
+        seen = {os.path.realpath(r["file"]["path"]): r for r in results}
+        processes = Processes(run, seen, out, min_glibc)
+        linked = [r["file"]["path"] for r in results if r["facts"] is not None
+                  and r["file"]["kind"] in _LINKED_KINDS]
+        found = []
         if args.closure:
-            seen = {os.path.realpath(r["file"]["path"]): r for r in results}
-            for res in results:
-                if res["facts"] is None or res["file"]["kind"] in ("archive", "relocatable"):
-                    continue
-                c = _closure(res["file"]["path"], dep_ctx, run, findings, files, errors, seen)
-                if c is None:
-                    continue
-                facts_by_path = dict(c.pop("facts"))
-                facts_by_path[c["root"]] = res["facts"]
-                for u in c["unresolved"]:
-                    _add(findings, "RSEQ701", c["root"], None, needed=u["needed"], by=u["by"],
-                         searched=", ".join(u["searched"]) or "nowhere")
-                labelled = [(l["path"], facts_by_path[l["path"]]) for l in c["loaded"]
-                            if facts_by_path.get(l["path"])]
-                protocol_conflicts(labelled,
-                                   lambda rid, **kw: _add(findings, rid, c["root"], None, **kw))
-                c["owner"] = _owner(c["loaded"], facts_by_path)
-                _add(findings, "RSEQ702", c["root"], None, owner=c["owner"]["owner"],
-                     why=c["owner"]["why"])
-                closures.append(c)
+            for root in linked:
+                c = processes.closure(root, args.preload, args.plugin)
+                if c is not None:
+                    found.append(c)
+        elif _together(results, args):
+            kinds = {r["file"]["path"]: r["file"]["kind"] for r in results}
+            found.append(processes.together(linked, kinds, args.preload, args.plugin))
+        processes.check_loaded_later(args.preload, args.plugin)  # also without a process
+        closures = [processes.finish(c, out["findings"]) for c in found]
+        files, findings, errors = out["files"], out["findings"], out["errors"]
     finally:
         if executor is not None:
             executor.shutdown()

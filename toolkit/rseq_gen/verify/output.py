@@ -8,9 +8,11 @@ import json
 import os
 
 from rseq_gen import __version__
+from rseq_gen.adopters import LIBC_ENVIRONMENT_TITLES
+from rseq_gen.coexistence import THREADS
 from rseq_gen.rules import RULE_LIST, RULES
 
-REPORT_VERSION = 1
+REPORT_VERSION = 2
 RULES_URI = "docs/rules.md"
 _GITHUB_LIMIT = 10  # annotations per kind that GitHub shows per step
 
@@ -43,14 +45,63 @@ def render_text(report: dict) -> str:
     # Unreadable inputs are not repeated here: verify prints one line for
     # each on stderr, and the summary counts them.
     for c in report.get("closures", []):
-        lines.append(f"{c['root']}: registration owner: {c['owner']['owner']} ({c['owner']['why']})")
-        for m in c["owner"].get("modules", []):
-            lines.append(f"  {m}")
+        lines += closure_table(c)
     s = report["summary"]
     lines.append(f"rseq-gen verify: {s['files']} file(s), {s['errors']} error(s), "
                  f"{s['warnings']} warning(s), {s['notes']} note(s), "
                  f"{s['unreadable']} unreadable input(s)")
     return "\n".join(lines) + "\n"
+
+
+def _short_labels(members: list[dict]) -> dict[str, str]:
+    """Member labels with file names instead of paths (the path where two
+    files share a name)."""
+    names = [os.path.basename(m["file"]) for m in members]
+    out = {}
+    for m, name in zip(members, names):
+        base = name if names.count(name) == 1 else m["file"]
+        out[m["label"]] = base + m["label"][len(m["file"]):]
+    return out
+
+
+def _yes_no(flags: dict) -> str:
+    return "/".join("yes" if flags[t] else "no" for t in THREADS)
+
+
+def closure_table(c: dict) -> list[str]:
+    """A closure's prediction as a short table: the members in lookup order,
+    then one row per environment the process can meet (two when the order
+    in which modules touch a thread changes the outcome)."""
+    pred = c["prediction"]
+    short = _short_labels(pred["members"])
+    libc = pred["libc"] or "none in the closure"
+    what = "closure" if c.get("kind") == "closure" else "inputs given together"
+    lines = [f"{c['root']}: rseq registration per environment ({what}, libc: {libc}); "
+             "members in symbol lookup order:"]
+    if not pred["members"]:
+        lines.append("  (no rseq adopter besides the libc)")
+    for i, m in enumerate(pred["members"], 1):
+        kind = f"rseq-gen {m['protocol']}" if m["adopter"] == "rseq-gen" else m["adopter"]
+        later = ", dlopen'd later" if m["loaded"] == "dlopen" else ""
+        lines.append(f"  {i}. {short[m['label']]} ({kind}{later})")
+    rows = [("environment", "first", "registrant main/worker", "fast path main/worker", "peers main/worker")]
+    for env in pred["applicable"]:
+        outcomes = pred["environments"][env]
+        firsts = list(outcomes) if pred["order_matters"][env] else [next(iter(outcomes))]
+        for first in firsts:
+            o = outcomes[first]
+            th = o["threads"]
+            regs = [th[t]["registrant"] for t in THREADS]
+            reg = "/".join(short.get(r, r) for r in regs)
+            fast = ", ".join(f"{short[l]} {_yes_no(f)}" for l, f in o["fast_path"].items()) or "-"
+            peers = ", ".join(f"{short[l]} " + "/".join(th[t]["peers"].get(l, "-") for t in THREADS)
+                              for l in th[THREADS[0]]["peers"]) or "-"
+            rows.append((LIBC_ENVIRONMENT_TITLES[env], first if len(firsts) > 1 else "either",
+                         reg, fast, peers))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for r in rows:
+        lines.append("  " + "  ".join(cell.ljust(w) for cell, w in zip(r, widths)) + "  " + r[-1])
+    return lines
 
 
 # ---- json -----------------------------------------------------------------
