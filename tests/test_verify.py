@@ -682,10 +682,10 @@ def test_static_executable_owner(build, tmp_path):
     assert rc == 0, rep["findings"]
     assert [a["name"] for a in rep["files"][0]["adopters"]] == ["glibc", "rseq-gen"]
     pred = rep["closures"][0]["prediction"]
-    assert pred["libc"] == "glibc" and pred["applicable"] == ["glibc", "glibc-rseq-off", "denied"]
+    assert pred["libc"] == "glibc-static" and pred["applicable"] == ["glibc-static", "glibc-rseq-off", "denied"]
     label = f"{exe}:rg"
     assert [m["label"] for m in pred["members"]] == [label]
-    glibc, off = (pred["environments"][e]["rseq-gen"] for e in ("glibc", "glibc-rseq-off"))
+    glibc, off = (pred["environments"][e]["rseq-gen"] for e in ("glibc-static", "glibc-rseq-off"))
     assert glibc["threads"]["main"]["owners"] == {label: "glibc"}
     assert off["threads"]["worker"] == {"owners": {label: "self"}, "peers": {}, "registrant": label}
 

@@ -32,6 +32,7 @@ LIBC_FILES = (
 #: inputs alone, without their closure).
 APPLICABLE = {
     "glibc": ("glibc", "glibc-rseq-off", "denied"),
+    "glibc-static": ("glibc-static", "glibc-rseq-off", "denied"),
     "glibc-old": ("glibc-old", "denied"),
     "musl": ("musl", "denied"),
     None: ("musl", "denied"),
@@ -85,8 +86,12 @@ def members_of(modules: list[dict]) -> tuple[list[dict], list[Member]]:
 
 
 def libc_of(modules: list[dict]) -> str | None:
-    if any(a["name"] == "glibc" for m in modules for a in (m["facts"] or {}).get("adopters", [])):
-        return "glibc"
+    glibc = [m for m in modules if any(a["name"] == "glibc" for a in (m["facts"] or {}).get("adopters", []))]
+    if glibc:
+        # glibc's symbols in a file that is not its dynamic linker: libc.a
+        # linked into a static executable.
+        dynamic = any(os.path.basename(m["path"]).startswith("ld-linux") for m in modules)
+        return "glibc" if dynamic else "glibc-static"
     for mod in modules:
         base = os.path.basename(mod["path"])
         for start, libc in LIBC_FILES:
@@ -97,7 +102,7 @@ def libc_of(modules: list[dict]) -> str | None:
 
 def applicable_environments(libc: str | None, min_glibc) -> list[str]:
     envs = list(APPLICABLE[libc])
-    if libc == "glibc" and min_glibc is not None and min_glibc < (2, 35):
+    if libc in ("glibc", "glibc-static") and min_glibc is not None and min_glibc < (2, 35):
         envs.insert(2, "glibc-old")  # the program must also load on a glibc without rseq
     return envs
 
