@@ -29,6 +29,28 @@ except ImportError:  # a source checkout: use toolkit/ directly
 RSEQ_GEN = [sys.executable, "-m", "rseq_gen"]
 
 
+#: Debian's ccache puts a gcc/g++/clang/cross-gcc of its own here.
+CCACHE_MASQUERADE = Path("/usr/lib/ccache")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config):
+    """Compilers run through ccache, its cache in the pytest cache: a warm
+    run recompiles only what changed. Sound for the warning checks too: a
+    hit replays the compiler's stderr. The generated sources are rewritten
+    by every run and live under a new temporary directory each time, hence
+    the mtime sloppiness and the base directory (absolute paths under /tmp
+    are hashed relative to the working directory)."""
+    if not CCACHE_MASQUERADE.is_dir() or config.cache is None or os.environ.get("RSEQ_GEN_NO_CCACHE"):
+        return
+    os.environ["PATH"] = f"{CCACHE_MASQUERADE}{os.pathsep}{os.environ.get('PATH', '')}"
+    os.environ.setdefault("CCACHE_DIR", str(config.cache.mkdir("ccache")))
+    os.environ.setdefault("CCACHE_BASEDIR", "/tmp")
+    os.environ.setdefault("CCACHE_NOHASHDIR", "1")
+    os.environ.setdefault("CCACHE_SLOPPINESS", "include_file_mtime,include_file_ctime,time_macros")
+    os.environ.setdefault("CCACHE_MAXSIZE", "2G")
+
+
 def pytest_sessionstart(session):
     """The preflight (tests/toolchains.py): every toolchain the suite uses
     builds and runs a program before any test starts; otherwise the run
@@ -47,6 +69,71 @@ def pytest_sessionstart(session):
         pytest.exit("preflight: the machine lacks what the tests need "
                     "(.ci/apt-packages.txt and the test extra install it):\n  "
                     + "\n  ".join(problems), returncode=3)
+
+
+# ---- builds that a compiler cache can serve ----------------------------------
+
+_SOURCE_SUFFIXES = (".c", ".cc", ".cpp", ".S", ".s")
+_COMPILERS = ("gcc", "g++", "clang", "clang++", "cc", "c++", "musl-gcc")
+#: Options that only the link step takes (a value joined or as the next word).
+_LINK_ONLY = ("-l", "-L", "-Wl,", "-fuse-ld=")
+_LINK_ONLY_WORDS = {"-static", "-shared", "-rdynamic", "-pie", "-no-pie", "-static-pie", "-nostdlib"}
+_TAKES_VALUE = {"-o", "-I", "-L", "-B", "-isystem", "-include", "-target", "-MF", "-l"}
+
+
+def _is_compiler(word: str) -> bool:
+    name = os.path.basename(word)
+    return name in _COMPILERS or name.endswith(("-gcc", "-g++")) or name.startswith(("clang-", "gcc-"))
+
+
+def split_build(cmd: list) -> list[list[str]] | None:
+    """A compile-and-link command (``cc FLAGS a.c b.c -o prog``) as one
+    ``-c`` compile per source, then the link: ccache caches single-source
+    compiles only. None where the command is not of that shape."""
+    cmd = [str(c) for c in cmd]
+    if not cmd or not _is_compiler(cmd[0]) or {"-c", "-E", "-S", "-x", "-M", "-MM"} & set(cmd):
+        return None
+    sources, out, compile_flags, i = [], None, [], 1
+    while i < len(cmd):
+        word = cmd[i]
+        value = cmd[i + 1] if word in _TAKES_VALUE and i + 1 < len(cmd) else None
+        if word == "-o":
+            out = value
+        elif word.endswith(_SOURCE_SUFFIXES) and not word.startswith("-"):
+            sources.append(i)
+        elif word in _LINK_ONLY_WORDS or (word.startswith(_LINK_ONLY) and value is None):
+            pass
+        elif word in ("-L", "-l"):
+            pass
+        else:
+            compile_flags += [word] + ([value] if value is not None else [])
+        i += 2 if value is not None else 1
+    if out is None or not sources:
+        return None
+    objdir = Path(out).parent / f".{Path(out).name}.objs"
+    steps, link = [], list(cmd)
+    for n, index in enumerate(sources):
+        obj = objdir / f"{n}-{Path(cmd[index]).stem}.o"
+        steps.append([cmd[0], *compile_flags, "-c", cmd[index], "-o", str(obj)])
+        link[index] = str(obj)
+    return [*steps, link]
+
+
+def run_build(cmd: list, cwd=None, **kw) -> subprocess.CompletedProcess:
+    """Run a compiler command as split_build() splits it (each source
+    through the compiler cache, then the link), or as it is. One result:
+    the first failing step's exit status, every step's output."""
+    steps = split_build(cmd) or [[str(c) for c in cmd]]
+    if len(steps) > 1:
+        (Path(cwd or ".") / Path(steps[0][-1]).parent).mkdir(parents=True, exist_ok=True)
+    stdout, stderr = [], []
+    for step in steps:
+        proc = subprocess.run(step, cwd=cwd, capture_output=True, text=True, **kw)
+        stdout.append(proc.stdout)
+        stderr.append(proc.stderr)
+        if proc.returncode != 0:
+            break
+    return subprocess.CompletedProcess([str(c) for c in cmd], proc.returncode, "".join(stdout), "".join(stderr))
 
 
 def require_tool(name: str, package: str | None = None) -> str:

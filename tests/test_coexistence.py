@@ -50,7 +50,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, locked, require_tool, run_rseq_gen
+from conftest import locked, require_tool, ROOT, run_build, run_rseq_gen
 from rseq_gen import cli
 from rseq_gen.coexistence import SCENARIOS, Member, predict
 from rseq_gen.protocols import ENVIRONMENT_VARIABLES, PROTOCOLS
@@ -155,7 +155,7 @@ def _cell_id(cell) -> str:
 
 
 def _run(cmd, cwd=None):
-    proc = subprocess.run([str(c) for c in cmd], cwd=cwd, capture_output=True, text=True)
+    proc = run_build(cmd, cwd=cwd)
     if proc.returncode != 0:
         raise AssertionError(f"{' '.join(map(str, cmd))} failed:\n{proc.stdout}{proc.stderr}")
 

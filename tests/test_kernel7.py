@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, generate, require_tool
+from conftest import generate, require_tool, ROOT, run_build
 from guest import XDIST_GROUP, GuestProgram, guest_programs
 from rseq_gen import abi
 from rseq_gen.probe import decide, extended_length
@@ -87,7 +87,7 @@ def _name(protocol, registration, scenario):
 
 
 def _run(cmd, cwd):
-    proc = subprocess.run([str(c) for c in cmd], cwd=cwd, capture_output=True, text=True)
+    proc = run_build(cmd, cwd=cwd)
     assert proc.returncode == 0 and not proc.stderr.strip(), f"{' '.join(map(str, cmd))}:\n{proc.stderr}"
 
 

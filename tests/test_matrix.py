@@ -26,7 +26,7 @@ from typing import NamedTuple
 
 import pytest
 
-from conftest import ROOT, generate, locked, require_tool
+from conftest import generate, locked, require_tool, ROOT, run_build
 from rseq_gen.protocols import ENVIRONMENT_VARIABLES, ENVIRONMENTS, LIBC_REGISTERS, PROTOCOLS
 
 C_DIR = ROOT / "tests" / "c"
@@ -60,7 +60,7 @@ assert set(ENV_BUILDS) == set(ENVIRONMENTS)
 
 
 def _run(cmd, cwd):
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    proc = run_build(cmd, cwd=cwd)
     if proc.returncode != 0:
         raise AssertionError(f"{' '.join(map(str, cmd))} failed:\n{proc.stderr}")
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, generate, require_tool, run_rseq_gen
+from conftest import generate, require_tool, ROOT, run_build, run_rseq_gen
 from rseq_gen import operations
 
 #: The module fixture builds every program once: keep its tests on one worker.
@@ -74,7 +74,8 @@ BUILDS = [
 
 
 def _run(cmd, **kw):
-    return subprocess.run([str(c) for c in cmd], capture_output=True, text=True, **kw)
+    """A build (through the compiler cache) or a program run."""
+    return run_build(cmd, **kw)
 
 
 def _build(b: Build, gendirs: dict, out: Path) -> tuple[Path | None, str]:

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pytest
 from elftools.elf.elffile import ELFFile
-from conftest import ROOT, run_rseq_gen
+from conftest import ROOT, run_build, run_rseq_gen
 from toolchains import TARGETS, Target
 
 from rseq_gen.arches import ARCHES
@@ -91,7 +91,8 @@ def _compiler(t: Target) -> tuple[list[str] | None, str | None]:
 
 
 def _run(cmd, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([str(c) for c in cmd], capture_output=True, text=True, **kw)
+    """A build (through the compiler cache) or a program run."""
+    return run_build(cmd, **kw)
 
 
 def _build(t: Target, gendirs: dict, out: Path) -> BuildResult:

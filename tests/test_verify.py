@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, generate, require_tool, run_rseq_gen
+from conftest import generate, require_tool, ROOT, run_build, run_rseq_gen
 from rseq_gen.arches import ARCHES
 from rseq_gen.cli import main as cli_main
 from rseq_gen.protocols import PROTOCOLS
@@ -46,7 +46,7 @@ def rules_of(report: dict, severity: str | None = None) -> set[str]:
 
 def cc(*args, compiler="gcc", cwd=None):
     require_tool(compiler)
-    proc = subprocess.run([compiler, *map(str, args)], capture_output=True, text=True, cwd=cwd)
+    proc = run_build([compiler, *map(str, args)], cwd=cwd)
     if proc.returncode != 0:
         raise AssertionError(f"{compiler} {' '.join(map(str, args))} failed:\n{proc.stderr}")
 
