@@ -18,7 +18,7 @@ from benchmarks import report
 from benchmarks.common import (GLIBC_ENVS, BenchError, Compiler, generate, load_snapshot, machine,
                                source_state)
 
-ITEMS = ("cpu", "counter", "hotpath", "registration", "build")
+ITEMS = ("cpu", "counter", "ops", "hotpath", "registration", "build")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -108,13 +108,13 @@ def main(argv=None) -> int:
         "source": source_state(),
     }
     try:
-        if "cpu" in items or "counter" in items:
+        if "cpu" in items or "counter" in items or "ops" in items:
             from benchmarks.micro import Micro
             gen = generate(work / "gen-compat", "compat")
             log(f"generated compat code in {gen}")
             micro = Micro(work, gen, cc, base_iters=base, reps=reps, runs=runs, pads=pads,
                           threads=threads, log=log, launcher=launcher)
-            m = micro.run(cpu="cpu" in items, counter="counter" in items)
+            m = micro.run(cpu="cpu" in items, counter="counter" in items, ops="ops" in items)
             result["micro"] = m
         if "hotpath" in items:
             from benchmarks import hotpath
@@ -178,12 +178,16 @@ def render(result) -> str:
     if micro:
         cpu = [r for r in micro["records"] if r["item"] == "current_cpu"]
         cnt = [r for r in micro["records"] if r["item"] == "percpu_counter"]
+        ops = [r for r in micro["records"] if r["item"] == "percpu_ops"]
         if cpu:
             parts.append("### 1. Current CPU and area (each case as a ratio to its floor; the "
                          "references to the current_cpu floor)\n\n" + report.micro_table(cpu))
         if cnt:
             parts.append("### 2. Per-CPU counter (ns per increment, per thread; ratios to the "
                          "floor counter add)\n\n" + report.micro_table(cnt))
+        if ops:
+            parts.append("### 6. Per-CPU operations (ns per call, one thread; each operation in "
+                         "both indexing modes as a ratio to its floor)\n\n" + report.micro_table(ops))
     reg = result.get("registration")
     if reg:
         parts.append(f"### 3. Registration (pthread_create + join, one CPU read in the thread; "
