@@ -186,26 +186,26 @@ def render(result) -> str:
             parts.append("### 2. Per-CPU counter (ns per increment, per thread; ratios to the "
                          "floor counter add)\n\n" + report.micro_table(cnt))
         if ops:
-            parts.append("### 6. Per-CPU operations (ns per call, one thread; each operation in "
+            parts.append("### 3. Per-CPU operations (ns per call, one thread; each operation in "
                          "both indexing modes as a ratio to its floor)\n\n" + report.micro_table(ops))
     reg = result.get("registration")
     if reg:
-        parts.append(f"### 3. Registration (pthread_create + join, one CPU read in the thread; "
+        parts.append(f"### 4. Registration (pthread_create + join, one CPU read in the thread; "
                      f"syscalls per thread: strace -f of {2 * reg['strace_threads']} threads minus "
                      f"{reg['strace_threads']}, divided by {reg['strace_threads']})\n\n"
                      + report.registration_table(reg["records"]))
     build = result.get("build")
     if build:
         if build.get("skipped"):
-            parts.append(f"### 4. Build overhead\n\nskipped: {build['skipped']}")
+            parts.append(f"### 5. Build overhead\n\nskipped: {build['skipped']}")
         else:
-            parts.append("### 4. Build overhead (small CMake project, Ninja)\n\n"
+            parts.append("### 5. Build overhead (small CMake project, Ninja)\n\n"
                          + report.build_table(build["records"])
                          + (f"\n\n{build['note']}" if build.get("note") else ""))
     hot = result.get("hotpath")
     if hot:
         from benchmarks import hotpath
-        parts.append("### 5. Code size and hot-path instructions (generated / floor; exe: "
+        parts.append("### 6. Code size and hot-path instructions (generated / floor; exe: "
                      "-fPIE, pic: -fPIC)\n\n" + hotpath.table(hot["records"]))
     if result.get("goals"):
         parts.append("### Goals\n\n" + report.goals_table(result["goals"]))

@@ -432,6 +432,7 @@ FLOOR_OUT_OF_LINE static int floor_locked_cmpxchg_memcpy(intptr_t *v, intptr_t e
 /* Operand constraints: addresses in registers, values as registers or
  * 32-bit immediates. */
 #define FLOOR_V "er"
+#define FLOOR_C "r"   /* compared with memory: cmp %reg, (mem) fuses with its branch, cmp $imm, (mem) does not */
 #define FLOOR_S "er"  /* stored */
 #define FLOOR_N "r"   /* used as an index register */
 #define FLOOR_CLOBBER_POP , "rcx"
@@ -492,6 +493,7 @@ FLOOR_OUT_OF_LINE static int floor_locked_cmpxchg_memcpy(intptr_t *v, intptr_t e
     "b.ne 6b\n"                                                              \
     "7:\t" st " %[newv], [%[v]]\n"
 #define FLOOR_V "rI"
+#define FLOOR_C "rI"
 #define FLOOR_S "r"
 #define FLOOR_N "r"
 #define FLOOR_CLOBBER_POP
@@ -562,7 +564,7 @@ FLOOR_OUT_OF_LINE static int floor_locked_cmpxchg_memcpy(intptr_t *v, intptr_t e
                 ([v] "r"(v), [count] FLOOR_V(count)), )               \
     FLOOR_CS_FN(mode, field, cmpxchg, FLOOR_BODY_cmpxchg("str"),             \
                 (intptr_t *v, intptr_t expect, intptr_t newv),               \
-                ([v] "r"(v), [expect] FLOOR_V(expect), [newv] FLOOR_S(newv)), ) \
+                ([v] "r"(v), [expect] FLOOR_C(expect), [newv] FLOOR_S(newv)), ) \
     FLOOR_CS_FN(mode, field, pop, FLOOR_BODY_pop("str"),                     \
                 (intptr_t *head, intptr_t expect_not, long next_offset, intptr_t *popped), \
                 ([head] "r"(head), [expect_not] FLOOR_V(expect_not),         \
@@ -572,23 +574,23 @@ FLOOR_OUT_OF_LINE static int floor_locked_cmpxchg_memcpy(intptr_t *v, intptr_t e
                 ([ptr] "r"(ptr), [offset] FLOOR_V(offset), [inc] FLOOR_V(inc)), FLOOR_CLOBBER_DEREF) \
     FLOOR_CS_FN(mode, field, cmpxchg_store, FLOOR_BODY_cmpxchg_store("str"), \
                 (intptr_t *v, intptr_t expect, intptr_t *v2, intptr_t newv2, intptr_t newv), \
-                ([v] "r"(v), [expect] FLOOR_V(expect), [v2] "r"(v2),         \
+                ([v] "r"(v), [expect] FLOOR_C(expect), [v2] "r"(v2),         \
                  [newv2] FLOOR_S(newv2), [newv] FLOOR_S(newv)), )     \
     FLOOR_CS_FN(mode, field, cmpxchg_store_release, FLOOR_BODY_cmpxchg_store("stlr"), \
                 (intptr_t *v, intptr_t expect, intptr_t *v2, intptr_t newv2, intptr_t newv), \
-                ([v] "r"(v), [expect] FLOOR_V(expect), [v2] "r"(v2),         \
+                ([v] "r"(v), [expect] FLOOR_C(expect), [v2] "r"(v2),         \
                  [newv2] FLOOR_S(newv2), [newv] FLOOR_S(newv)), )     \
     FLOOR_CS_FN(mode, field, cmp2xchg, FLOOR_BODY_cmp2xchg("str"),           \
                 (intptr_t *v, intptr_t expect, intptr_t *v2, intptr_t expect2, intptr_t newv), \
-                ([v] "r"(v), [expect] FLOOR_V(expect), [v2] "r"(v2),         \
-                 [expect2] FLOOR_V(expect2), [newv] FLOOR_S(newv)), ) \
+                ([v] "r"(v), [expect] FLOOR_C(expect), [v2] "r"(v2),         \
+                 [expect2] FLOOR_C(expect2), [newv] FLOOR_S(newv)), ) \
     FLOOR_CS_FN(mode, field, cmpxchg_memcpy, FLOOR_BODY_cmpxchg_memcpy("str"), \
                 (intptr_t *v, intptr_t expect, void *dst, const void *src, size_t len, intptr_t newv), \
-                ([v] "r"(v), [expect] FLOOR_V(expect), [dst] "r"(dst), [src] "r"(src), \
+                ([v] "r"(v), [expect] FLOOR_C(expect), [dst] "r"(dst), [src] "r"(src), \
                  [len] "r"(len), [newv] FLOOR_S(newv)), FLOOR_CLOBBER_MEMCPY) \
     FLOOR_CS_FN(mode, field, cmpxchg_memcpy_release, FLOOR_BODY_cmpxchg_memcpy("stlr"), \
                 (intptr_t *v, intptr_t expect, void *dst, const void *src, size_t len, intptr_t newv), \
-                ([v] "r"(v), [expect] FLOOR_V(expect), [dst] "r"(dst), [src] "r"(src), \
+                ([v] "r"(v), [expect] FLOOR_C(expect), [dst] "r"(dst), [src] "r"(src), \
                  [len] "r"(len), [newv] FLOOR_S(newv)), FLOOR_CLOBBER_MEMCPY)
 
 FLOOR_OPS(percpu, FLOOR_CPU_ID)
