@@ -94,6 +94,18 @@ static inline void *bench_alloc_clear_of(size_t n, size_t size, const void *cons
     return base;
 }
 
+/* A measured loop of n calls of expr, returning the sum of the results
+ * (which keeps them alive without a store per iteration). */
+#define BENCH_SUM_LOOP(name, expr)                  \
+    BENCH_FN static long name(long n)               \
+    {                                               \
+        long sum = 0;                               \
+        BENCH_PAD();                                \
+        for (long i = 0; i < n; i++)                \
+            sum += (long)(expr);                    \
+        return sum;                                 \
+    }
+
 /* Keeps results alive without a store per iteration. */
 extern volatile long bench_sink;
 
