@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.common import C_DIR, ROOT, BenchError, generate, run
+from rseq_gen import operations
 
 BUDGET_FILE = ROOT / "benchmarks" / "hot_paths.json"
 
@@ -66,8 +67,10 @@ PATHS = (
     ("counter_add", True),
     ("current_cpu_at", True),
     ("counter_add_at", True),
-    ("percpu_add", False),
-    ("percpu_cmpxchg", False),
+    # every per-CPU operation in both indexing modes (hotpath.c: HP_OPS)
+    *((f"{v.mode.api}_{v.stem}", True) for v in operations.variants()),
+    ("mmcid_counter_add", True),
+    ("mmcid_index", True),
 )
 
 
@@ -145,8 +148,11 @@ def hot_path(insns: list, size: int, isa: Isa, name: str = "?") -> list:
     entry, the fall-through of each conditional branch (where the compiler
     puts the likely successor: __builtin_expect, and the asm sequences'
     own layout) and the target of each unconditional jump, to the first
-    return. A call, a jump out of the function or a loop on the way means the
-    layout is not the one this table assumes: an error, not a guess."""
+    return. A loop whose test is at its top (a memcpy) is walked once and
+    left through that test; a loop tested at its bottom is left by its
+    fall-through, its body not walked (the memcpy of x86_64). A call, a jump
+    out of the function or a loop without a test on the way means the layout
+    is not the one this table assumes: an error, not a guess."""
     index = {i.addr: n for n, i in enumerate(insns)}
     ends = [insns[n + 1].addr if n + 1 < len(insns) else size for n in range(len(insns))]
 
@@ -159,6 +165,8 @@ def hot_path(insns: list, size: int, isa: Isa, name: str = "?") -> list:
 
     path, seen, n = [], set(), 0
     while True:
+        if n is not None and n in seen:
+            n = _loop_exit(path, n, index, internal_target, isa)
         if n is None or n >= len(insns) or n in seen:
             raise BenchError(f"{name}: the straight-line path leaves the function or loops "
                              f"after {' ; '.join(i.text for i in path[-4:])}")
@@ -170,6 +178,19 @@ def hot_path(insns: list, size: int, isa: Isa, name: str = "?") -> list:
         if isa.call.match(insn.mnemonic):
             raise BenchError(f"{name}: the straight-line path makes a call: {insn.text}")
         n = internal_target(n) if isa.jump.match(insn.mnemonic) else n + 1
+
+
+def _loop_exit(path: list, head: int, index: dict, internal_target, isa: Isa):
+    """The path jumped back to instruction ``head``: a loop whose test sits
+    at its top (the memcpy of the load/store architectures: the fall-through
+    of the test is the body). Its one iteration is on the path; it leaves
+    through the target of the last conditional branch since ``head`` (None
+    when there is none: an error)."""
+    start = next(k for k, i in enumerate(path) if index[i.addr] == head)
+    for insn in reversed(path[start:]):
+        if isa.cond.match(insn.mnemonic):
+            return internal_target(index[insn.addr])
+    return None
 
 
 def _count(path: list, isa: Isa) -> dict:

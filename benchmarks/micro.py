@@ -1,5 +1,6 @@
-"""Items 1 and 2: the current-CPU read (and the area lookup) and the per-CPU
-counter, each generated fast path beside its floor in the same binary."""
+"""Items 1, 2 and 6: the current-CPU read (and the area lookup), the per-CPU
+counter and every per-CPU operation, each generated fast path beside its
+floor in the same binary."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 from benchmarks.common import (C_DIR, GLIBC_ENVS, BenchError, Compiler, Sample, aligned_flags,
                                disassemble, generate, perf_annotate, run_kv, shifted_flags)
+from rseq_gen import operations
 
 
 @dataclass(frozen=True)
@@ -63,8 +65,22 @@ COUNTER_CASES = (
 )
 COUNTER_SWEEP = ("rseqgen", "floor", "shared_atomic", "sched_getcpu_atomic")
 
+def _ops_cases() -> tuple:
+    """Item 6 (benchmarks/c/bench_ops.c): every operation of the operations
+    table in both indexing modes, then the mm_cid counter and index, each
+    beside its floor; one thread."""
+    names = [f"{v.mode.api}_{v.stem}" for v in operations.variants()]
+    names += ["mmcid_counter_add", "mmcid_index"]
+    out = []
+    for n in names:
+        out += [Case(n, f"bench_{n}()", 0.1, floor=f"floor_{n}"), Case(f"floor_{n}", f"floor: {n}", 0.1)]
+    return tuple(out)
+
+
+OPS_CASES = _ops_cases()
+
 #: What the generated cases are measured against, and the tables' names for it.
-FLOOR_OF = {c.name: c.floor for c in CPU_CASES + COUNTER_CASES if c.floor}
+FLOOR_OF = {c.name: c.floor for c in CPU_CASES + COUNTER_CASES + OPS_CASES if c.floor}
 
 
 def _iters(base: int, case: Case) -> int:
@@ -155,7 +171,7 @@ class Micro:
             self.log(f"  run {run_no + 1}/{self.runs} done")
         return got
 
-    def run(self, *, cpu: bool = True, counter: bool = True) -> dict:
+    def run(self, *, cpu: bool = True, counter: bool = True, ops: bool = True) -> dict:
         self.do_cpu, self.do_counter = cpu, counter
         cpu_bin = self._build("bench_cpu", "aligned", aligned_flags())
         gd_gen = generate(self.work / "gen-compat-gd", "compat", "--tls-model", "global-dynamic")
@@ -196,6 +212,15 @@ class Micro:
                 for (env, c), (runs, walls, owner) in self._measure(jobs).items():
                     records.append(_record("percpu_counter", env, c, runs, threads=t, owner=owner,
                                            extra={"wall_median_ns": walls.median}))
+        if ops:
+            # Item 6: both glibc settings, every operation interleaved with every other.
+            ops_bin = self._build("bench_ops", "aligned", aligned_flags())
+            jobs = {(env, c): (lambda c=c, env=env: self._run_cpu(ops_bin, c, env))
+                    for env in GLIBC_ENVS for c in OPS_CASES}
+            self.log("per-CPU operations: measuring")
+            for (env, c), (runs, walls, owner) in self._measure(jobs).items():
+                records.append(_record("percpu_ops", env, c, runs, owner=owner,
+                                       extra={"wall_median_ns": walls.median}))
         set_ratios(records)
 
         # Alignment sweep: the loops moved by `pad` bytes, no loop alignment.

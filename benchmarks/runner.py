@@ -18,7 +18,7 @@ from benchmarks import report
 from benchmarks.common import (GLIBC_ENVS, BenchError, Compiler, generate, load_snapshot, machine,
                                source_state)
 
-ITEMS = ("cpu", "counter", "hotpath", "registration", "build")
+ITEMS = ("cpu", "counter", "ops", "hotpath", "registration", "build")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -108,13 +108,13 @@ def main(argv=None) -> int:
         "source": source_state(),
     }
     try:
-        if "cpu" in items or "counter" in items:
+        if "cpu" in items or "counter" in items or "ops" in items:
             from benchmarks.micro import Micro
             gen = generate(work / "gen-compat", "compat")
             log(f"generated compat code in {gen}")
             micro = Micro(work, gen, cc, base_iters=base, reps=reps, runs=runs, pads=pads,
                           threads=threads, log=log, launcher=launcher)
-            m = micro.run(cpu="cpu" in items, counter="counter" in items)
+            m = micro.run(cpu="cpu" in items, counter="counter" in items, ops="ops" in items)
             result["micro"] = m
         if "hotpath" in items:
             from benchmarks import hotpath
@@ -178,30 +178,34 @@ def render(result) -> str:
     if micro:
         cpu = [r for r in micro["records"] if r["item"] == "current_cpu"]
         cnt = [r for r in micro["records"] if r["item"] == "percpu_counter"]
+        ops = [r for r in micro["records"] if r["item"] == "percpu_ops"]
         if cpu:
             parts.append("### 1. Current CPU and area (each case as a ratio to its floor; the "
                          "references to the current_cpu floor)\n\n" + report.micro_table(cpu))
         if cnt:
             parts.append("### 2. Per-CPU counter (ns per increment, per thread; ratios to the "
                          "floor counter add)\n\n" + report.micro_table(cnt))
+        if ops:
+            parts.append("### 3. Per-CPU operations (ns per call, one thread; each operation in "
+                         "both indexing modes as a ratio to its floor)\n\n" + report.micro_table(ops))
     reg = result.get("registration")
     if reg:
-        parts.append(f"### 3. Registration (pthread_create + join, one CPU read in the thread; "
+        parts.append(f"### 4. Registration (pthread_create + join, one CPU read in the thread; "
                      f"syscalls per thread: strace -f of {2 * reg['strace_threads']} threads minus "
                      f"{reg['strace_threads']}, divided by {reg['strace_threads']})\n\n"
                      + report.registration_table(reg["records"]))
     build = result.get("build")
     if build:
         if build.get("skipped"):
-            parts.append(f"### 4. Build overhead\n\nskipped: {build['skipped']}")
+            parts.append(f"### 5. Build overhead\n\nskipped: {build['skipped']}")
         else:
-            parts.append("### 4. Build overhead (small CMake project, Ninja)\n\n"
+            parts.append("### 5. Build overhead (small CMake project, Ninja)\n\n"
                          + report.build_table(build["records"])
                          + (f"\n\n{build['note']}" if build.get("note") else ""))
     hot = result.get("hotpath")
     if hot:
         from benchmarks import hotpath
-        parts.append("### 5. Code size and hot-path instructions (generated / floor; exe: "
+        parts.append("### 6. Code size and hot-path instructions (generated / floor; exe: "
                      "-fPIE, pic: -fPIC)\n\n" + hotpath.table(hot["records"]))
     if result.get("goals"):
         parts.append("### Goals\n\n" + report.goals_table(result["goals"]))

@@ -46,6 +46,12 @@ def test_quick_run_writes_every_case(tmp_path):
     counter = {(r["env"], r["case"], r["threads"]) for r in records
                if r["item"] == "percpu_counter"}
     assert counter >= {(e, c, t) for e in ENVS for c in COUNTER_CASES for t in {1, nproc}}
+    # every operation of the table in both indexing modes, and its floor
+    sys.path.insert(0, str(ROOT / "toolkit"))
+    from rseq_gen import operations
+    ops = {(r["env"], r["case"]) for r in records if r["item"] == "percpu_ops"}
+    names = {f"{v.mode.api}_{v.stem}" for v in operations.variants()} | {"mmcid_counter_add", "mmcid_index"}
+    assert ops == {(e, c) for e in ENVS for n in names for c in (n, f"floor_{n}")}
     for r in records:
         assert _sane(r["median_ns"]), r
         assert r["min_ns"] <= r["median_ns"] <= r["max_ns"], r

@@ -5,10 +5,12 @@ including its header can be compiled and linked (executable code reads an
 offset valid from load time, shared-object code an offset that is 0 until
 known; see the header).
 
-tests/c/fastpath_early.c calls the fast paths from a constructor that runs
-before the module's own, then counts from 4 threads and checks the total
-exactly, the area the fast paths read and, in executable code, that the
-module moved the executable's offset word to that area."""
+tests/c/fastpath_early.c calls the fast paths (the mm_cid ones too) from a
+constructor that runs before the module's own, then counts from 4 threads on
+CPU and on mm_cid slots and checks both totals exactly, the area the fast
+paths read and, in executable code, that the module moved the executable's
+offset words to that area (the mm_cid word only when the kernel maintains
+mm_cid)."""
 
 from __future__ import annotations
 

@@ -51,12 +51,12 @@ def test_no_hot_path_grows(measured):
 
 def test_executable_code_on_x86_64_is_at_the_floor(measured):
     """What the speed goal rests on: compiled for an executable, each x86_64
-    fast path is no longer than its hand-written floor (area: one more, a
-    load and test where the floor compares memory with an immediate;
-    counter_add_at: one more register move in the wrapper, putting the slots
-    where the out-of-line fallback takes them; inlined in a loop it goes)."""
+    fast path is no longer than its hand-written floor (counter_add_at: one more register move in the wrapper, putting the slots
+    where the out-of-line fallback takes them; inlined in a loop it goes; pop:
+    likewise up to two moves of its arguments, measured at the floor in
+    bench_ops)."""
     by = {hotpath.budget_key(r): r for r in measured}
-    allowance = {"area": 1, "counter_add_at": 1}
+    allowance = {"counter_add_at": 1, "percpu_pop": 2, "mmcid_pop": 2}
     for compiler in ("gcc", "clang"):
         for name, has_floor in hotpath.PATHS:
             if not has_floor:

@@ -203,7 +203,7 @@ def test_fallback_stress_is_exact(programs, errno_name):
             assert r["owner"] == "none" and r["aborts"] == "0" and r["mm_cid_available"] == "0", r
         (info,) = run_program(exe, "selfcheck", env_extra=RSEQ_OFF, prefix=deny)
         assert info["owner"] == "none" and info["mm_cid_available"] == "0", info
-        assert 0 <= int(info["mmcid_current"]) < int(info["max_mm_cids"]), info
+        assert 0 <= int(info["mmcid_index"]) < int(info["max_mm_cids"]), info
 
 
 def _possible_cpus() -> int:

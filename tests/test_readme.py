@@ -91,7 +91,7 @@ def test_operations_table_is_generated_from_the_operation_rows():
     assert table == operations_table(), "run: python -m rseq_gen.operations and paste into README.md"
 
 
-_MMCID_NAMES = (("_percpu_", "_mmcid_"), ("mylib_current_cpu()", "mylib_mmcid_current()"),
+_MMCID_NAMES = (("_percpu_", "_mmcid_"), ("mylib_current_cpu()", "mylib_mmcid_index()"),
                 ("MYLIB_POOL_CPU", "MYLIB_POOL_MM_CID"), ("mylib_max_cpus()", "mylib_max_mm_cids()"))
 
 _EXAMPLES_MAIN = r"""

@@ -63,6 +63,49 @@ static inline long bench_arg_long(const char *s, const char *what)
     return v;
 }
 
+/* Two addresses 4 KiB apart look alike to the store-to-load disambiguation
+ * of x86 cores ("4K aliasing"): a load of an area offset right after a store
+ * to a slot whose address has the same low 12 bits (64-byte granules) waits
+ * for that store. A static array can land there by accident of the link
+ * layout. n zeroed elements of `size` bytes (a multiple of 64), none within
+ * the 64-byte granule of any of the `navoid` words modulo 4 KiB; NULL if out
+ * of memory. (The effect is noted in docs/benchmarks.md.) */
+static inline int bench_aliases(const void *a, const void *b)
+{
+    return (((uintptr_t)a ^ (uintptr_t)b) & 0xfc0) == 0;
+}
+
+static inline void *bench_alloc_clear_of(size_t n, size_t size, const void *const *avoid, size_t navoid)
+{
+    char *base = aligned_alloc(4096, n * size + 8192);
+    if (base == NULL)
+        return NULL;
+    for (size_t shift = 0; shift < 4096; shift += 64) {
+        int bad = 0;
+        for (size_t i = 0; i < n && !bad; i++)
+            for (size_t w = 0; w < navoid && !bad; w++)
+                bad = bench_aliases(base + shift + i * size, avoid[w]);
+        if (!bad) {
+            memset(base + shift, 0, n * size);
+            return base + shift;
+        }
+    }
+    memset(base, 0, n * size);
+    return base;
+}
+
+/* A measured loop of n calls of expr, returning the sum of the results
+ * (which keeps them alive without a store per iteration). */
+#define BENCH_SUM_LOOP(name, expr)                  \
+    BENCH_FN static long name(long n)               \
+    {                                               \
+        long sum = 0;                               \
+        BENCH_PAD();                                \
+        for (long i = 0; i < n; i++)                \
+            sum += (long)(expr);                    \
+        return sum;                                 \
+    }
+
 /* Keeps results alive without a store per iteration. */
 extern volatile long bench_sink;
 

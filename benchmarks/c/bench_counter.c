@@ -41,42 +41,16 @@ static char *slots;
 static _Alignas(64) intptr_t shared_counter;
 static long nslots;
 
-/* Two addresses 4 KiB apart look alike to the store-to-load disambiguation
- * of x86 cores ("4K aliasing"): a load of the area offset right after an
- * increment of a slot whose address has the same low 12 bits waits for that
- * store. A static slot array can land there by accident of the link layout;
- * place the slots so that none of them aliases an offset variable either
- * case reads (the effect is noted in docs/benchmarks.md). */
-static int aliases(const void *a, const void *b)
-{
-    return (((uintptr_t)a ^ (uintptr_t)b) & 0xfc0) == 0;
-}
-
-static int aliases_an_offset(const void *slot)
-{
-    return aliases(slot, &bench_rseq_area_offset) || aliases(slot, &FLOOR_OFFSET_WORD)
-#ifdef BENCH__AREA_OFFSET_AT_LOAD
-           || aliases(slot, &bench__exe_area_offset)
-#endif
-        ;
-}
-
+/* The slots stay clear of every offset word either case reads (4K
+ * aliasing: bench.h). */
 static char *alloc_slots(long n)
 {
-    char *base = aligned_alloc(4096, (size_t)n * STRIDE + 8192);
-    if (base == NULL)
-        return NULL;
-    for (size_t shift = 0; shift < 4096; shift += STRIDE) {
-        int bad = 0;
-        for (long i = 0; i < n && !bad; i++)
-            bad = aliases_an_offset(base + shift + (size_t)i * STRIDE);
-        if (!bad) {
-            memset(base + shift, 0, (size_t)n * STRIDE);
-            return base + shift;
-        }
-    }
-    memset(base, 0, (size_t)n * STRIDE);
-    return base;
+    const void *words[] = {&bench_rseq_area_offset, &FLOOR_OFFSET_WORD,
+#ifdef BENCH__AREA_OFFSET_AT_LOAD
+                           &bench__exe_area_offset,
+#endif
+    };
+    return bench_alloc_clear_of((size_t)n, STRIDE, words, sizeof words / sizeof words[0]);
 }
 
 static intptr_t *slot_of(char *base, long cpu)

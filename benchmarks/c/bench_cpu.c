@@ -33,15 +33,7 @@ volatile long bench_sink;
 FLOOR_DEFINE_OFFSET();
 static __thread int floor_tls __attribute__((tls_model("initial-exec")));
 
-#define CPU_LOOP(name, expr)                        \
-    BENCH_FN static long loop_##name(long n)        \
-    {                                               \
-        long sum = 0;                               \
-        BENCH_PAD();                                \
-        for (long i = 0; i < n; i++)                \
-            sum += (long)(expr);                    \
-        return sum;                                 \
-    }
+#define CPU_LOOP(name, expr) BENCH_SUM_LOOP(loop_##name, expr)
 
 CPU_LOOP(rseqgen, bench_current_cpu())
 CPU_LOOP(floor, floor_current_cpu())

@@ -40,6 +40,8 @@
  * set by the program (FLOOR_DEFINE_OFFSET). */
 #ifndef FLOOR_OFFSET_WORD
 #define FLOOR_OFFSET_WORD floor_area_offset
+#undef FLOOR_MMCID_OFFSET_WORD
+#define FLOOR_MMCID_OFFSET_WORD floor_area_offset
 extern ptrdiff_t floor_area_offset __attribute__((visibility("hidden")));
 #define FLOOR_DEFINE_OFFSET() ptrdiff_t floor_area_offset
 #define FLOOR_SET_OFFSET(off) (floor_area_offset = (off))
@@ -77,6 +79,17 @@ __attribute__((noinline, cold)) static int floor_counter_fallback(intptr_t *slot
 static inline ptrdiff_t floor_offset(void)
 {
     return __atomic_load_n(&FLOOR_OFFSET_WORD, __ATOMIC_RELAXED);
+}
+
+/* The offset the mm_cid floors read: an area in which the kernel maintains
+ * mm_cid (the generated module's mm_cid word; with a floor-owned word, the
+ * area offset: the floor assumes a kernel >= 6.3). */
+#ifndef FLOOR_MMCID_OFFSET_WORD
+#define FLOOR_MMCID_OFFSET_WORD FLOOR_OFFSET_WORD
+#endif
+static inline ptrdiff_t floor_mmcid_offset(void)
+{
+    return __atomic_load_n(&FLOOR_MMCID_OFFSET_WORD, __ATOMIC_RELAXED);
 }
 
 /* No asm goto here has outputs: GCC 12.2 -O2 miscompiles asm goto outputs
@@ -234,5 +247,383 @@ static inline int floor_counter_add64(intptr_t *slots)
 {
     return floor_counter_add64_at(floor_offset(), slots);
 }
+
+
+/* ---- The per-CPU operations -------------------------------------------
+ *
+ * Each operation of rseq_gen/operations.py as the shortest correct sequence
+ * for it, in both indexing modes: the same body after a compare of cpu_id
+ * (CPU mode) or of mm_cid (mm_cid mode) with the index. 0 committed, 1 the
+ * compare failed, -1 aborted or not on that index. The mm_cid floors test
+ * the sign of cpu_id first: the mm_cid compare does not reject a thread
+ * whose area is not registered (mm_cid reads 0 there). A thread that has no
+ * rseq area runs the operation under one lock, out of line (floor_locked_*).
+ *
+ * Where the shortest form is not the fastest the floor takes the fastest:
+ * deref_add adds the offset into a register and increments (%reg), since a
+ * chain of read-modify-writes through (%base,%index) runs 3x slower on x86
+ * cores (docs/benchmarks.md). The memcpy copies 8 bytes at a time, then the
+ * remaining bytes (x86_64; aarch64: bytes, with its test at the bottom). */
+
+#define FLOOR_UNPAREN(...) __VA_ARGS__
+#define FLOOR_STR2(x) #x
+#define FLOOR_STR(x) FLOOR_STR2(x)
+#define FLOOR_CPU_ID 4
+#define FLOOR_MM_CID 24
+
+/* In a section of its own: beside the offset global in .bss, GCC's aarch64
+ * section anchors address that global as anchor + 8 (one more add). */
+static int floor_lock_word __attribute__((section(".bss.floor_lock_word")));
+
+/* The fallbacks' attributes: out of line, and neither cold nor open to
+ * GCC's interprocedural analysis. Either way GCC merged the path after a
+ * fallback (which it could see returns 0) with the caller's success path
+ * and moved that shared block into .cold: a jump out and back on every
+ * iteration of a loop calling the floor. */
+#if defined(__clang__)
+#define FLOOR_OUT_OF_LINE __attribute__((noinline, unused))
+#else
+#define FLOOR_OUT_OF_LINE __attribute__((noinline, noipa, unused))
+#endif
+
+__attribute__((noinline, cold)) static void floor_lock(void)
+{
+    while (__atomic_exchange_n(&floor_lock_word, 1, __ATOMIC_ACQUIRE))
+        ;
+}
+
+static void floor_unlock(void)
+{
+    __atomic_store_n(&floor_lock_word, 0, __ATOMIC_RELEASE);
+}
+
+/* The operations without an rseq area: under the lock, in C. */
+FLOOR_OUT_OF_LINE static int floor_locked_add(intptr_t *v, intptr_t count)
+{
+    __atomic_fetch_add(v, count, __ATOMIC_RELAXED);
+    return 0;
+}
+
+FLOOR_OUT_OF_LINE static int floor_locked_cmpxchg(intptr_t *v, intptr_t expect, intptr_t newv)
+{
+    return __atomic_compare_exchange_n(v, &expect, newv, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED) ? 0 : 1;
+}
+
+FLOOR_OUT_OF_LINE static int floor_locked_pop(intptr_t *head, intptr_t expect_not, long next_offset,
+                                                            intptr_t *popped)
+{
+    int r = 1;
+    floor_lock();
+    if (*head != expect_not) {
+        *popped = *head;
+        *head = *(intptr_t *)(*head + next_offset);
+        r = 0;
+    }
+    floor_unlock();
+    return r;
+}
+
+FLOOR_OUT_OF_LINE static int floor_locked_deref_add(intptr_t *ptr, long offset, intptr_t inc)
+{
+    floor_lock();
+    *(intptr_t *)(*ptr + offset) += inc;
+    floor_unlock();
+    return 0;
+}
+
+FLOOR_OUT_OF_LINE static int floor_locked_cmpxchg_store(intptr_t *v, intptr_t expect, intptr_t *v2,
+                                                                      intptr_t newv2, intptr_t newv)
+{
+    int r = 1;
+    floor_lock();
+    if (*v == expect) {
+        *v2 = newv2;
+        __atomic_store_n(v, newv, __ATOMIC_RELEASE);
+        r = 0;
+    }
+    floor_unlock();
+    return r;
+}
+
+FLOOR_OUT_OF_LINE static int floor_locked_cmp2xchg(intptr_t *v, intptr_t expect, intptr_t *v2,
+                                                                 intptr_t expect2, intptr_t newv)
+{
+    int r = 1;
+    floor_lock();
+    if (*v == expect && *v2 == expect2) {
+        *v = newv;
+        r = 0;
+    }
+    floor_unlock();
+    return r;
+}
+
+FLOOR_OUT_OF_LINE static int floor_locked_cmpxchg_memcpy(intptr_t *v, intptr_t expect, void *dst,
+                                                                       const void *src, size_t len, intptr_t newv)
+{
+    int r = 1;
+    floor_lock();
+    if (*v == expect) {
+        memcpy(dst, src, len);
+        __atomic_store_n(v, newv, __ATOMIC_RELEASE);
+        r = 0;
+    }
+    floor_unlock();
+    return r;
+}
+#define floor_locked_cmpxchg_store_release floor_locked_cmpxchg_store
+#define floor_locked_cmpxchg_memcpy_release floor_locked_cmpxchg_memcpy
+
+#if defined(__x86_64__)
+
+/* The sequence: descriptor, rseq_cs store, the index compare with the area
+ * field at byte `field`, then `body`, which commits with its last
+ * instruction. */
+#define FLOOR_SEQ(field, body)                                               \
+    FLOOR_CS_DESCRIPTOR                                                      \
+    "leaq 3b(%%rip), %%rax\n\t"                                              \
+    "movq %%rax, %%fs:8(%[o])\n"                                             \
+    "1:\tcmpl %[i], %%fs:" FLOOR_STR(field) "(%[o])\n\t"                     \
+    "jne %l[abort]\n\t" body                                                 \
+    "2:\n\t" FLOOR_CS_ABORT
+#define FLOOR_SEQ_BASE(off) [o] "r"(off)
+#define FLOOR_SEQ_CLOBBERS "memory", "cc", "rax"
+#define FLOOR_OPS_SETUP(off) ((void)0)
+
+/* x86 is TSO: a release commit is a plain store. */
+#define FLOOR_BODY_add(st) "addq %[count], (%[v])\n"
+#define FLOOR_BODY_cmpxchg(st)                                               \
+    "cmpq %[expect], (%[v])\n\tjne %l[cmpfail]\n\tmovq %[newv], (%[v])\n"
+#define FLOOR_BODY_pop(st)                                                   \
+    "movq (%[head]), %%rcx\n\t"                                              \
+    "cmpq %[expect_not], %%rcx\n\t"                                          \
+    "je %l[cmpfail]\n\t"                                                     \
+    "movq %%rcx, (%[popped])\n\t"                                            \
+    "movq (%%rcx, %[next_offset]), %%rcx\n\t"                                \
+    "movq %%rcx, (%[head])\n"
+#define FLOOR_BODY_deref_add(st)                                             \
+    "movq (%[ptr]), %%rcx\n\t"                                               \
+    "addq %[offset], %%rcx\n\t"                                              \
+    "addq %[inc], (%%rcx)\n"
+#define FLOOR_BODY_cmpxchg_store(st)                                         \
+    "cmpq %[expect], (%[v])\n\tjne %l[cmpfail]\n\t"                          \
+    "movq %[newv2], (%[v2])\n\tmovq %[newv], (%[v])\n"
+#define FLOOR_BODY_cmp2xchg(st)                                              \
+    "cmpq %[expect], (%[v])\n\tjne %l[cmpfail]\n\t"                          \
+    "cmpq %[expect2], (%[v2])\n\tjne %l[cmpfail]\n\t"                        \
+    "movq %[newv], (%[v])\n"
+#define FLOOR_BODY_cmpxchg_memcpy(st)                                        \
+    "cmpq %[expect], (%[v])\n\tjne %l[cmpfail]\n\t"                          \
+    "xorl %%ecx, %%ecx\n\t"                                                  \
+    "jmp 5f\n"                                                               \
+    "6:\tmovq (%[src], %%rcx), %%rdx\n\t"                                    \
+    "movq %%rdx, (%[dst], %%rcx)\n\t"                                        \
+    "addq $8, %%rcx\n"                                                       \
+    "5:\tleaq 8(%%rcx), %%rdx\n\t"                                           \
+    "cmpq %[len], %%rdx\n\t"                                                 \
+    "jbe 6b\n\t"                                                             \
+    "jmp 8f\n"                                                               \
+    "7:\tmovb (%[src], %%rcx), %%dl\n\t"                                     \
+    "movb %%dl, (%[dst], %%rcx)\n\t"                                         \
+    "incq %%rcx\n"                                                           \
+    "8:\tcmpq %[len], %%rcx\n\t"                                             \
+    "jne 7b\n\t"                                                             \
+    "movq %[newv], (%[v])\n"
+/* Operand constraints: addresses in registers, values as registers or
+ * 32-bit immediates. */
+#define FLOOR_V "er"
+#define FLOOR_C "r"   /* compared with memory: cmp %reg, (mem) fuses with its branch, cmp $imm, (mem) does not */
+#define FLOOR_S "er"  /* stored */
+#define FLOOR_N "r"   /* used as an index register */
+#define FLOOR_CLOBBER_POP , "rcx"
+#define FLOOR_CLOBBER_DEREF , "rcx"
+#define FLOOR_CLOBBER_MEMCPY , "rcx", "rdx"
+
+#elif defined(__aarch64__)
+
+#define FLOOR_SEQ(field, body)                                               \
+    FLOOR_CS_DESCRIPTOR                                                      \
+    "adrp x16, 3b\n\t"                                                       \
+    "add x16, x16, :lo12:3b\n\t"                                             \
+    "str x16, [%[a], #8]\n"                                                  \
+    "1:\tldr w16, [%[a], #" FLOOR_STR(field) "]\n\t"                         \
+    "cmp w16, %w[i]\n\t"                                                     \
+    "b.ne %l[abort]\n\t" body                                                \
+    "2:\n\t"                                                                 \
+    ".pushsection __rseq_failure, \"ax\"\n\t"                                \
+    ".inst 0xd428bc00\n"                                                     \
+    "4:\tb %l[abort]\n\t"                                                    \
+    ".popsection"
+#define FLOOR_SEQ_BASE(off) [a] "r"(floor_area_base)
+#define FLOOR_SEQ_CLOBBERS "memory", "cc", "x16", "x17"
+#define FLOOR_OPS_SETUP(off) char *floor_area_base = (char *)floor_thread_pointer() + (off)
+
+/* st: the commit store ("str", or "stlr" for release). */
+#define FLOOR_BODY_add(st) "ldr x17, [%[v]]\n\tadd x17, x17, %[count]\n\t" st " x17, [%[v]]\n"
+#define FLOOR_BODY_cmpxchg(st)                                               \
+    "ldr x17, [%[v]]\n\tcmp x17, %[expect]\n\tb.ne %l[cmpfail]\n\t"          \
+    st " %[newv], [%[v]]\n"
+#define FLOOR_BODY_pop(st)                                                   \
+    "ldr x17, [%[head]]\n\t"                                                 \
+    "cmp x17, %[expect_not]\n\t"                                             \
+    "b.eq %l[cmpfail]\n\t"                                                   \
+    "str x17, [%[popped]]\n\t"                                               \
+    "ldr x17, [x17, %[next_offset]]\n\t"                                     \
+    st " x17, [%[head]]\n"
+#define FLOOR_BODY_deref_add(st)                                             \
+    "ldr x17, [%[ptr]]\n\t"                                                  \
+    "add x17, x17, %[offset]\n\t"                                            \
+    "ldr x16, [x17]\n\t"                                                     \
+    "add x16, x16, %[inc]\n\t" st " x16, [x17]\n"
+#define FLOOR_BODY_cmpxchg_store(st)                                         \
+    "ldr x17, [%[v]]\n\tcmp x17, %[expect]\n\tb.ne %l[cmpfail]\n\t"          \
+    "str %[newv2], [%[v2]]\n\t" st " %[newv], [%[v]]\n"
+#define FLOOR_BODY_cmp2xchg(st)                                              \
+    "ldr x17, [%[v]]\n\tcmp x17, %[expect]\n\tb.ne %l[cmpfail]\n\t"          \
+    "ldr x17, [%[v2]]\n\tcmp x17, %[expect2]\n\tb.ne %l[cmpfail]\n\t"        \
+    st " %[newv], [%[v]]\n"
+#define FLOOR_BODY_cmpxchg_memcpy(st)                                        \
+    "ldr x17, [%[v]]\n\tcmp x17, %[expect]\n\tb.ne %l[cmpfail]\n\t"          \
+    "mov x17, #0\n\t"                                                        \
+    "cbz %[len], 7f\n"                                                       \
+    "6:\tldrb w16, [%[src], x17]\n\t"                                        \
+    "strb w16, [%[dst], x17]\n\t"                                            \
+    "add x17, x17, #1\n\t"                                                   \
+    "cmp x17, %[len]\n\t"                                                    \
+    "b.ne 6b\n"                                                              \
+    "7:\t" st " %[newv], [%[v]]\n"
+#define FLOOR_V "rI"
+#define FLOOR_C "rI"
+#define FLOOR_S "r"
+#define FLOOR_N "r"
+#define FLOOR_CLOBBER_POP
+#define FLOOR_CLOBBER_DEREF
+#define FLOOR_CLOBBER_MEMCPY
+
+#endif
+
+#ifdef FLOOR_SEQ
+/* One operation's sequence in one mode: floor_cs_<mode>_<name>(off, params,
+ * index). */
+#define FLOOR_CS_FN(mode, field, name, store, params, operands, clobbers)   \
+    static inline int floor_cs_##mode##_##name(ptrdiff_t off, FLOOR_UNPAREN params, int idx) \
+    {                                                                        \
+        FLOOR_OPS_SETUP(off);                                                \
+        __asm__ __volatile__ goto(FLOOR_SEQ(field, store)                    \
+                                  :                                          \
+                                  : FLOOR_SEQ_BASE(off), [i] "r"(idx), FLOOR_UNPAREN operands \
+                                  : FLOOR_SEQ_CLOBBERS clobbers           \
+                                  : abort, cmpfail);                         \
+        return 0;                                                            \
+    cmpfail:                                                                 \
+        return 1;                                                            \
+    abort:                                                                   \
+        return -1;                                                           \
+    }                                                                        \
+    /* The generated API's shape: a CPU form that falls back when the     */ \
+    /* thread has no area; an mm_cid form that tests cpu_id's sign first. */ \
+    static inline int floor_##mode##_##name(FLOOR_UNPAREN params, int idx)  \
+    {                                                                        \
+        ptrdiff_t off = FLOOR_MODE_OFFSET_##mode();                          \
+        int r;                                                               \
+        FLOOR_MODE_CHECK_##mode(off, unregistered);                          \
+        r = floor_cs_##mode##_##name(off, FLOOR_ARGS_##name, idx);           \
+        if (__builtin_expect(r >= 0, 1))                                     \
+            return r;                                                        \
+        if (__builtin_expect(FLOOR_MODE_RETRY_##mode(off), 1))               \
+            return -1;                                                       \
+    unregistered:                                                            \
+        return floor_locked_##name(FLOOR_ARGS_##name);                       \
+    }
+#define FLOOR_MODE_OFFSET_percpu floor_offset
+#define FLOOR_MODE_OFFSET_mmcid floor_mmcid_offset
+/* CPU mode: the cpu_id compare rejects an unregistered thread (-1 never
+ * equals a CPU); after a -1, the sign of cpu_id tells abort from no area. */
+#define FLOOR_MODE_CHECK_percpu(off, label) \
+    do {                                    \
+        if (0)                              \
+            goto label;                     \
+    } while (0)
+#define FLOOR_MODE_RETRY_percpu(off) (floor_load32((off), FLOOR_CPU_ID) >= 0)
+#define FLOOR_MODE_CHECK_mmcid(off, label) FLOOR_IF_NEGATIVE_CPU_ID(off, label)
+#define FLOOR_MODE_RETRY_mmcid(off) 1
+
+#define FLOOR_ARGS_add v, count
+#define FLOOR_ARGS_cmpxchg v, expect, newv
+#define FLOOR_ARGS_pop head, expect_not, next_offset, popped
+#define FLOOR_ARGS_deref_add ptr, offset, inc
+#define FLOOR_ARGS_cmpxchg_store v, expect, v2, newv2, newv
+#define FLOOR_ARGS_cmpxchg_store_release FLOOR_ARGS_cmpxchg_store
+#define FLOOR_ARGS_cmp2xchg v, expect, v2, expect2, newv
+#define FLOOR_ARGS_cmpxchg_memcpy v, expect, dst, src, len, newv
+#define FLOOR_ARGS_cmpxchg_memcpy_release FLOOR_ARGS_cmpxchg_memcpy
+
+#define FLOOR_OPS(mode, field)                                               \
+    FLOOR_CS_FN(mode, field, add, FLOOR_BODY_add("str"),                     \
+                (intptr_t *v, intptr_t count),                               \
+                ([v] "r"(v), [count] FLOOR_V(count)), )               \
+    FLOOR_CS_FN(mode, field, cmpxchg, FLOOR_BODY_cmpxchg("str"),             \
+                (intptr_t *v, intptr_t expect, intptr_t newv),               \
+                ([v] "r"(v), [expect] FLOOR_C(expect), [newv] FLOOR_S(newv)), ) \
+    FLOOR_CS_FN(mode, field, pop, FLOOR_BODY_pop("str"),                     \
+                (intptr_t *head, intptr_t expect_not, long next_offset, intptr_t *popped), \
+                ([head] "r"(head), [expect_not] FLOOR_V(expect_not),         \
+                 [next_offset] FLOOR_N(next_offset), [popped] "r"(popped)), FLOOR_CLOBBER_POP) \
+    FLOOR_CS_FN(mode, field, deref_add, FLOOR_BODY_deref_add("str"),         \
+                (intptr_t *ptr, long offset, intptr_t inc),                  \
+                ([ptr] "r"(ptr), [offset] FLOOR_V(offset), [inc] FLOOR_V(inc)), FLOOR_CLOBBER_DEREF) \
+    FLOOR_CS_FN(mode, field, cmpxchg_store, FLOOR_BODY_cmpxchg_store("str"), \
+                (intptr_t *v, intptr_t expect, intptr_t *v2, intptr_t newv2, intptr_t newv), \
+                ([v] "r"(v), [expect] FLOOR_C(expect), [v2] "r"(v2),         \
+                 [newv2] FLOOR_S(newv2), [newv] FLOOR_S(newv)), )     \
+    FLOOR_CS_FN(mode, field, cmpxchg_store_release, FLOOR_BODY_cmpxchg_store("stlr"), \
+                (intptr_t *v, intptr_t expect, intptr_t *v2, intptr_t newv2, intptr_t newv), \
+                ([v] "r"(v), [expect] FLOOR_C(expect), [v2] "r"(v2),         \
+                 [newv2] FLOOR_S(newv2), [newv] FLOOR_S(newv)), )     \
+    FLOOR_CS_FN(mode, field, cmp2xchg, FLOOR_BODY_cmp2xchg("str"),           \
+                (intptr_t *v, intptr_t expect, intptr_t *v2, intptr_t expect2, intptr_t newv), \
+                ([v] "r"(v), [expect] FLOOR_C(expect), [v2] "r"(v2),         \
+                 [expect2] FLOOR_C(expect2), [newv] FLOOR_S(newv)), ) \
+    FLOOR_CS_FN(mode, field, cmpxchg_memcpy, FLOOR_BODY_cmpxchg_memcpy("str"), \
+                (intptr_t *v, intptr_t expect, void *dst, const void *src, size_t len, intptr_t newv), \
+                ([v] "r"(v), [expect] FLOOR_C(expect), [dst] "r"(dst), [src] "r"(src), \
+                 [len] "r"(len), [newv] FLOOR_S(newv)), FLOOR_CLOBBER_MEMCPY) \
+    FLOOR_CS_FN(mode, field, cmpxchg_memcpy_release, FLOOR_BODY_cmpxchg_memcpy("stlr"), \
+                (intptr_t *v, intptr_t expect, void *dst, const void *src, size_t len, intptr_t newv), \
+                ([v] "r"(v), [expect] FLOOR_C(expect), [dst] "r"(dst), [src] "r"(src), \
+                 [len] "r"(len), [newv] FLOOR_S(newv)), FLOOR_CLOBBER_MEMCPY)
+
+FLOOR_OPS(percpu, FLOOR_CPU_ID)
+FLOOR_OPS(mmcid, FLOOR_MM_CID)
+
+/* mm_cid of the thread, from an area where the kernel maintains it; the
+ * thread's CPU when it has no area. */
+static inline int floor_mmcid_index(void)
+{
+    ptrdiff_t off = floor_mmcid_offset();
+    FLOOR_IF_NEGATIVE_CPU_ID(off, unregistered);
+    return floor_load32(off, FLOOR_MM_CID);
+unregistered:
+    FLOOR_COLD_PATH;
+    return floor_cpu_fallback();
+}
+
+/* slots[mm_cid * 64 bytes] += 1, retrying until done. */
+static inline int floor_mmcid_counter_add64(intptr_t *slots)
+{
+    ptrdiff_t off = floor_mmcid_offset();
+    uint32_t cid;
+retry:
+    FLOOR_IF_NEGATIVE_CPU_ID(off, unregistered);
+    cid = (uint32_t)floor_load32(off, FLOOR_MM_CID);
+    if (__builtin_expect(floor_cs_mmcid_add(off, (intptr_t *)((uintptr_t)slots + (uintptr_t)cid * 64), 1,
+                                            (int)cid) == 0, 1))
+        return (int)cid;
+    goto retry;
+unregistered:
+    FLOOR_COLD_PATH;
+    return floor_counter_fallback(slots);
+}
+#endif
 
 #endif

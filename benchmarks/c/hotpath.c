@@ -6,9 +6,12 @@
  * generated code, hp_floor_* the hand-written floor (floor.h) for the same
  * job. */
 #include "bench.h"
-#include "floor.h"
-
 #include "bench_rseq.h"
+#ifdef BENCH__AREA_OFFSET_AT_LOAD
+#define FLOOR_OFFSET_WORD bench__exe_area_offset_direct
+#define FLOOR_MMCID_OFFSET_WORD bench__exe_mmcid_area_offset_direct
+#endif
+#include "floor.h"
 
 #if defined(__clang__)
 #define HOT_PATH __attribute__((noinline, used))
@@ -42,8 +45,32 @@ HOT_PATH int hp_floor_counter_add_at(ptrdiff_t off, intptr_t *slots)
     return floor_counter_add64_at(off, slots);
 }
 
-HOT_PATH int hp_gen_percpu_add(intptr_t *v, int cpu) { return bench_percpu_add(v, 1, cpu); }
-HOT_PATH int hp_gen_percpu_cmpxchg(intptr_t *v, intptr_t expect, intptr_t newv, int cpu)
-{
-    return bench_percpu_cmpxchg(v, expect, newv, cpu);
-}
+/* Every per-CPU operation in both indexing modes, with the benchmark's
+ * constants (bench_ops.c): count 1, next offset 0, deref offset 8, 16
+ * bytes copied. */
+#define HP_OP(mode, name, params, args)                                                     \
+    HOT_PATH int hp_gen_##mode##_##name params { return bench_##mode##_##name args; }      \
+    HOT_PATH int hp_floor_##mode##_##name params { return floor_##mode##_##name args; }
+#define HP_OPS(mode)                                                                        \
+    HP_OP(mode, add, (intptr_t *v, int i), (v, 1, i))                                       \
+    HP_OP(mode, cmpxchg, (intptr_t *v, intptr_t e, intptr_t n, int i), (v, e, n, i))       \
+    HP_OP(mode, pop, (intptr_t *h, intptr_t *p, int i), (h, 0, 0, p, i))                   \
+    HP_OP(mode, deref_add, (intptr_t *p, int i), (p, 8, 1, i))                             \
+    HP_OP(mode, cmpxchg_store, (intptr_t *v, intptr_t e, intptr_t *v2, intptr_t n2, intptr_t n, int i), \
+          (v, e, v2, n2, n, i))                                                             \
+    HP_OP(mode, cmpxchg_store_release,                                                      \
+          (intptr_t *v, intptr_t e, intptr_t *v2, intptr_t n2, intptr_t n, int i), (v, e, v2, n2, n, i)) \
+    HP_OP(mode, cmp2xchg, (intptr_t *v, intptr_t e, intptr_t *v2, intptr_t e2, intptr_t n, int i), \
+          (v, e, v2, e2, n, i))                                                             \
+    HP_OP(mode, cmpxchg_memcpy, (intptr_t *v, intptr_t e, void *d, const void *s, intptr_t n, int i), \
+          (v, e, d, s, 16, n, i))                                                           \
+    HP_OP(mode, cmpxchg_memcpy_release,                                                     \
+          (intptr_t *v, intptr_t e, void *d, const void *s, intptr_t n, int i), (v, e, d, s, 16, n, i))
+HP_OPS(percpu)
+HP_OPS(mmcid)
+
+HOT_PATH int hp_gen_mmcid_counter_add(intptr_t *slots) { return bench_mmcid_counter_add(slots, 64, 1); }
+HOT_PATH int hp_floor_mmcid_counter_add(intptr_t *slots) { return floor_mmcid_counter_add64(slots); }
+
+HOT_PATH int hp_gen_mmcid_index(void) { return bench_mmcid_index(); }
+HOT_PATH int hp_floor_mmcid_index(void) { return floor_mmcid_index(); }

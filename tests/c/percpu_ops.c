@@ -211,7 +211,7 @@ static int mode_mmcid;
 
 static int current_index(void)
 {
-    return mode_mmcid ? rseqgen_mmcid_current() : rseqgen_current_cpu();
+    return mode_mmcid ? rseqgen_mmcid_index() : rseqgen_current_cpu();
 }
 
 #define OP(name, ...) (mode_mmcid ? rseqgen_mmcid_##name(__VA_ARGS__) : rseqgen_percpu_##name(__VA_ARGS__))
@@ -277,9 +277,16 @@ static int run_selfcheck(void)
         check_semantics();
     CHECK(mc >= 1 && mm >= 1 && mm <= mc, "max_cpus %d max_mm_cids %d", mc, mm);
     CHECK(rseqgen_current_cpu() < mc, "cpu %d >= max_cpus %d", rseqgen_current_cpu(), mc);
-    CHECK(rseqgen_mmcid_current() >= 0 && rseqgen_mmcid_current() < mm, "mmcid_current %d", rseqgen_mmcid_current());
-    printf("owner=%s max_cpus=%d max_mm_cids=%d mm_cid_available=%d mmcid_current=%d\n", rseqgen_owner(), mc, mm,
-           rseqgen_mm_cid_available(), rseqgen_mmcid_current());
+    CHECK(rseqgen_mmcid_index() >= 0 && rseqgen_mmcid_index() < mm, "mmcid_index %d", rseqgen_mmcid_index());
+    /* The kernel's mm_cid (or -1) under both names; the index the P_mmcid_*
+     * forms use is that mm_cid whenever the kernel maintains it. */
+    CHECK(rseqgen_kernel_mm_cid() == rseqgen_current_mm_cid(), "kernel_mm_cid %d current_mm_cid %d",
+          rseqgen_kernel_mm_cid(), rseqgen_current_mm_cid());
+    CHECK(rseqgen_mm_cid_available() ? rseqgen_kernel_mm_cid() == rseqgen_mmcid_index() : rseqgen_kernel_mm_cid() == -1,
+          "kernel_mm_cid %d mmcid_index %d available %d", rseqgen_kernel_mm_cid(), rseqgen_mmcid_index(),
+          rseqgen_mm_cid_available());
+    printf("owner=%s max_cpus=%d max_mm_cids=%d mm_cid_available=%d mmcid_index=%d\n", rseqgen_owner(), mc, mm,
+           rseqgen_mm_cid_available(), rseqgen_mmcid_index());
     return 0;
 }
 

@@ -69,6 +69,10 @@ ARCHES: dict[str, Arch] = {
             cross_triple="x86_64-linux-gnu",
             qemu="qemu-x86_64",
             params={"seg": "fs", "word": "q", "imm": "e", "scratch": "rax",
+                    # enough registers to take stored words, buffers and index
+                    # offsets as register (or immediate) operands and use them
+                    # directly; i386 takes them as memory operands too
+                    "direct_operands": True,
                     # the operations' scratch registers s0..s2, their 32-bit and byte names
                     "scratch_regs": ("rax", "rcx", "rdx"), "scratch32": ("eax", "ecx", "edx"),
                     "scratch8": ("al", "cl", "dl"),
@@ -92,7 +96,7 @@ ARCHES: dict[str, Arch] = {
             machine_names=("i386", "i486", "i586", "i686"),
             cross_triple="i686-linux-gnu",
             qemu="qemu-i386",
-            params={"seg": "gs", "word": "l", "imm": "i", "scratch": "eax",
+            params={"seg": "gs", "word": "l", "imm": "i", "scratch": "eax", "direct_operands": False,
                     "scratch_regs": ("eax", "ecx", "edx"), "scratch32": ("eax", "ecx", "edx"),
                     "scratch8": ("al", "cl", "dl"),
                     "ptr64": ".long {0}, 0x0",

@@ -74,7 +74,8 @@ def _symbol_table(opts: GenerateOptions) -> list[dict]:
         "node_id_available", "mm_cid_available", "registration_count",
         "registration_errno", "_thread_area_offset", "_current_cpu_slow",
         "_current_cpu_raw_slow", "_current_node_id_slow", "_percpu_counter_add_slow", "_area_slow",
-        "_mmcid_current_slow", "max_cpus", "max_mm_cids", "pool_create", "pool_alloc", "pool_free",
+        "_mmcid_index_slow", "_kernel_mm_cid_slow", "_mmcid_counter_add_slow",
+        "max_cpus", "max_mm_cids", "pool_create", "pool_alloc", "pool_free",
         "pool_destroy", "pool_copies")]
     out += [sym(v.slow(P), "defined", "STT_FUNC", "STB_GLOBAL", None, None)
             for v in operations.variants()]

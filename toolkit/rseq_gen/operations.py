@@ -32,7 +32,7 @@ POOL_STRIDE = 65536
 POOL_RANGES = 64
 #: Lock stripes of the fallback path (a power of two).
 FALLBACK_LOCK_STRIPES = 64
-PARAM_KINDS = ("ptr", "buffer", "value", "stored", "addend")
+PARAM_KINDS = ("ptr", "buffer", "value", "stored", "addend", "index")
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,8 @@ class Param:
     #: stored, through the step's via register when it is a memory operand:
     #: x86 always, others when an operation would use more registers than
     #: the arch has for operands), "addend" (added into memory: a register
-    #: or an immediate on x86).
+    #: or an immediate on x86), "index" (a value added to an address a load
+    #: reads: a register where the arch has base + index addressing).
     kind: str
 
     @property
@@ -60,7 +61,10 @@ class Step:
     """One step of a sequence.
 
     kinds and operands (param names or scratch names):
-      load      (dst, ptr)            dst = *ptr
+      load      (dst, ptr)            dst = *ptr; with ``index``: dst = *(ptr + index)
+                                      (ptr and dst the same scratch register: the
+                                      architectures without base + index
+                                      addressing add into it first)
       bne / beq (reg, value, label)   branch to the C label when reg != / == value
       add       (reg, value)          reg += value
       store     (src, ptr)            *ptr = src; ``via`` names a scratch register an
@@ -74,6 +78,7 @@ class Step:
     kind: str
     args: tuple
     via: str | None = None
+    index: str | None = None
 
 
 @dataclass(frozen=True)
@@ -95,6 +100,52 @@ class Operation:
     @property
     def commit(self) -> Step:
         return self.steps[-1]
+
+    def steps_for(self, compare_memory: bool) -> tuple[Step, ...]:
+        """The steps as an architecture runs them. Where it can compare a
+        word in memory with a register or immediate (x86_64), a load whose
+        register no later step reads is folded into the compare after it:
+        ``bne_mem`` / ``beq_mem`` (ptr, value, label) branch when
+        ``*ptr != value`` / ``== value`` (one instruction fewer, the same
+        as the hand-written floor)."""
+        if not compare_memory:
+            return self.steps
+        out, i = [], 0
+        while i < len(self.steps):
+            s = self.steps[i]
+            nxt = self.steps[i + 1] if i + 1 < len(self.steps) else None
+            if (s.kind == "load" and s.index is None and nxt is not None
+                    and nxt.kind in ("bne", "beq") and nxt.args[0] == s.args[0]
+                    and nxt.args[1] != s.args[0] and not self._read_later(s.args[0], i + 2)):
+                out.append(Step(f"{nxt.kind}_mem", (s.args[1], nxt.args[1], nxt.args[2])))
+                i += 2
+                continue
+            out.append(s)
+            i += 1
+        return tuple(out)
+
+    def compared_in_memory(self) -> frozenset[str]:
+        """Parameters a ``bne_mem`` / ``beq_mem`` compares with memory: x86
+        passes them in a register, since ``cmp %reg, (%ptr)`` fuses with its
+        branch and ``cmp $imm, (%ptr)`` does not (one more micro-op: 1.08x
+        on cmp2xchg, measured against librseq, which compares registers)."""
+        return frozenset(s.args[1] for s in self.steps_for(True) if s.kind in ("bne_mem", "beq_mem"))
+
+    def _read_later(self, reg: str, start: int) -> bool:
+        """Whether a step from ``start`` on reads scratch ``reg`` before
+        writing it (memcpy only writes scratch registers)."""
+        for s in self.steps[start:]:
+            if s.kind == "memcpy":
+                if reg in s.args:
+                    return True
+                continue
+            reads = {"load": (s.args[1], s.index), "add": s.args, "bne": s.args[:2], "beq": s.args[:2],
+                     "store": s.args, "add_store": s.args}[s.kind]
+            if reg in reads:
+                return True
+            if (s.kind == "load" and s.args[0] == reg) or (s.kind == "store" and s.via == reg):
+                return False
+        return False
 
     @property
     def can_fail_compare(self) -> bool:
@@ -198,12 +249,11 @@ OPERATIONS = (
         "pop", "if `*head != expect_not`: `*popped = *head`, `*head = *(intptr_t *)(*head + next_offset)`; "
                "1 when `*head == expect_not` (empty)",
         (_p("head", "intptr_t *", "ptr"), _p("expect_not", "intptr_t", "value"),
-         _p("next_offset", "long", "value"), _p("popped", "intptr_t *", "ptr")),
+         _p("next_offset", "long", "index"), _p("popped", "intptr_t *", "ptr")),
         (Step("load", ("s0", "head")),
          Step("beq", ("s0", "expect_not", "cmpfail")),
          Step("store", ("s0", "popped")),
-         Step("add", ("s0", "next_offset")),
-         Step("load", ("s0", "s0")),
+         Step("load", ("s0", "s0"), index="next_offset"),
          Step("store", ("s0", "head"))),
         key="head", inject_via="s1"),
     Operation(
@@ -314,6 +364,9 @@ def check_table() -> None:
                 assert s.via in SCRATCH, (op.name, s)
             if s.kind == "store" and s.args[0] in names:
                 assert op.param(s.args[0]).kind == "stored", (op.name, s)
+            if s.index is not None:
+                assert s.kind == "load" and s.args[0] == s.args[1] and s.args[0] in SCRATCH, (op.name, s)
+                assert op.param(s.index).kind == "index", (op.name, s)
             if s.kind == "store" and s.via is not None and s.via != s.args[0]:
                 # via is clobbered by the store: it must hold nothing the step reads.
                 assert s.via not in s.args[1:], (op.name, s)
