@@ -41,7 +41,7 @@ def pytest_configure(config):
     by every run and live under a new temporary directory each time, hence
     the mtime sloppiness and the base directory (absolute paths under /tmp
     are hashed relative to the working directory)."""
-    if not CCACHE_MASQUERADE.is_dir() or config.cache is None or os.environ.get("RSEQ_GEN_NO_CCACHE"):
+    if not CCACHE_MASQUERADE.is_dir() or getattr(config, "cache", None) is None or os.environ.get("RSEQ_GEN_NO_CCACHE"):
         return
     os.environ["PATH"] = f"{CCACHE_MASQUERADE}{os.pathsep}{os.environ.get('PATH', '')}"
     os.environ.setdefault("CCACHE_DIR", str(config.cache.mkdir("ccache")))
