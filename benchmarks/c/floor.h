@@ -254,9 +254,10 @@ static inline int floor_counter_add64(intptr_t *slots)
  * Each operation of rseq_gen/operations.py as the shortest correct sequence
  * for it, in both indexing modes: the same body after a compare of cpu_id
  * (CPU mode) or of mm_cid (mm_cid mode) with the index. 0 committed, 1 the
- * compare failed, -1 aborted or not on that index. The mm_cid floors test
- * the sign of cpu_id first: the mm_cid compare does not reject a thread
- * whose area is not registered (mm_cid reads 0 there). A thread that has no
+ * compare failed, -1 aborted or not on that index. A bare mm_cid compare
+ * does not reject a thread whose area is not registered (mm_cid reads 0
+ * there): on x86_64 the mm_cid floors fold the sign of cpu_id into that
+ * compare (FLOOR_INDEX_CMP_24), on aarch64 they test it first. A thread that has no
  * rseq area runs the operation under one lock, out of line (floor_locked_*).
  *
  * Where the shortest form is not the fastest the floor takes the fastest:
@@ -383,9 +384,25 @@ FLOOR_OUT_OF_LINE static int floor_locked_cmpxchg_memcpy(intptr_t *v, intptr_t e
     FLOOR_CS_DESCRIPTOR                                                      \
     "leaq 3b(%%rip), %%rax\n\t"                                              \
     "movq %%rax, %%fs:8(%[o])\n"                                             \
-    "1:\tcmpl %[i], %%fs:" FLOOR_STR(field) "(%[o])\n\t"                     \
+    FLOOR_INDEX_CMP(field)                                                   \
     "jne %l[abort]\n\t" body                                                 \
     "2:\n\t" FLOOR_CS_ABORT
+#define FLOOR_INDEX_CMP(field) FLOOR_INDEX_CMP2(field)
+#define FLOOR_INDEX_CMP2(field) FLOOR_INDEX_CMP_##field
+#define FLOOR_INDEX_CMP_4 "1:\tcmpl %[i], %%fs:4(%[o])\n\t"
+/* mm_cid: the registration test folded into the compare, no branch of its
+ * own. The sign-extended top byte of cpu_id is -1 on a thread whose area is
+ * not registered (cpu_id -1 or -2) and 0 on one that is (a CPU < 2^24);
+ * ORed with mm_cid (0 when not registered) it equals the index only on a
+ * registered thread (no index is 0xffffffff). One load and one OR more than
+ * the cpu_id compare; the sign test and branch before the sequence it
+ * replaces cost as many instructions and a branch more, and sar $31 of the
+ * whole cpu_id one more (docs/benchmarks.md). */
+#define FLOOR_INDEX_CMP_24                                                   \
+    "1:\tmovsbl %%fs:7(%[o]), %%eax\n\t"                                     \
+    "orl %%fs:24(%[o]), %%eax\n\t"                                           \
+    "cmpl %[i], %%eax\n\t"
+#define FLOOR_MMCID_SEQ_CHECKS_REGISTERED 1
 #define FLOOR_SEQ_BASE(off) [o] "r"(off)
 #define FLOOR_SEQ_CLOBBERS "memory", "cc", "rax"
 #define FLOOR_OPS_SETUP(off) ((void)0)
@@ -454,6 +471,7 @@ FLOOR_OUT_OF_LINE static int floor_locked_cmpxchg_memcpy(intptr_t *v, intptr_t e
     ".inst 0xd428bc00\n"                                                     \
     "4:\tb %l[abort]\n\t"                                                    \
     ".popsection"
+#define FLOOR_MMCID_SEQ_CHECKS_REGISTERED 0
 #define FLOOR_SEQ_BASE(off) [a] "r"(floor_area_base)
 #define FLOOR_SEQ_CLOBBERS "memory", "cc", "x16", "x17"
 #define FLOOR_OPS_SETUP(off) char *floor_area_base = (char *)floor_thread_pointer() + (off)
@@ -545,8 +563,15 @@ FLOOR_OUT_OF_LINE static int floor_locked_cmpxchg_memcpy(intptr_t *v, intptr_t e
             goto label;                     \
     } while (0)
 #define FLOOR_MODE_RETRY_percpu(off) (floor_load32((off), FLOOR_CPU_ID) >= 0)
+/* mm_cid mode: where the sequence tests registration (x86_64), as CPU mode;
+ * elsewhere the sign of cpu_id first. */
+#if FLOOR_MMCID_SEQ_CHECKS_REGISTERED
+#define FLOOR_MODE_CHECK_mmcid FLOOR_MODE_CHECK_percpu
+#define FLOOR_MODE_RETRY_mmcid FLOOR_MODE_RETRY_percpu
+#else
 #define FLOOR_MODE_CHECK_mmcid(off, label) FLOOR_IF_NEGATIVE_CPU_ID(off, label)
 #define FLOOR_MODE_RETRY_mmcid(off) 1
+#endif
 
 #define FLOOR_ARGS_add v, count
 #define FLOOR_ARGS_cmpxchg v, expect, newv
@@ -614,12 +639,21 @@ static inline int floor_mmcid_counter_add64(intptr_t *slots)
     ptrdiff_t off = floor_mmcid_offset();
     uint32_t cid;
 retry:
+#if !FLOOR_MMCID_SEQ_CHECKS_REGISTERED
     FLOOR_IF_NEGATIVE_CPU_ID(off, unregistered);
+#endif
     cid = (uint32_t)floor_load32(off, FLOOR_MM_CID);
     if (__builtin_expect(floor_cs_mmcid_add(off, (intptr_t *)((uintptr_t)slots + (uintptr_t)cid * 64), 1,
                                             (int)cid) == 0, 1))
         return (int)cid;
+#if FLOOR_MMCID_SEQ_CHECKS_REGISTERED
+    /* The section rejects a thread not registered (mm_cid 0 there). */
+    if (floor_load32(off, FLOOR_CPU_ID) >= 0)
+        goto retry;
+    goto unregistered;
+#else
     goto retry;
+#endif
 unregistered:
     FLOOR_COLD_PATH;
     return floor_counter_fallback(slots);
