@@ -430,6 +430,21 @@ static void give_back(struct node *n)
     __atomic_store_n(&n->in_use, 0, __ATOMIC_RELAXED);
 }
 
+static void migrate(long i);
+
+/* This slot is empty: yield, and now and then move to the next CPU. Items
+ * move between slots (popped on one CPU, pushed on another), so they may
+ * all gather where no thread runs; a worker pinned to the empty slot's CPU
+ * would wait there for ever (seen under qemu-user, where every operation
+ * takes the fallback and no scheduler balancing helps). */
+static void wait_for_items(int tries)
+{
+    if (tries % 8 == 0)
+        sched_yield();
+    if (tries % 64 == 0)
+        migrate((long)tries / 64 * 97);
+}
+
 static void do_spinlock(void)
 {
     int r, idx, tries = 0;
@@ -461,8 +476,8 @@ static void do_list(void)
         r = OP(pop, &heads[idx].head, 0, (long)offsetof(struct node, next), &popped, idx);
         if (r == 0)
             break;
-        if (r == 1 && ++tries % 8 == 0)
-            sched_yield(); /* this slot's list is empty for now */
+        if (r == 1)
+            wait_for_items(++tries); /* this slot's list is empty for now */
     }
     n = (struct node *)popped;
     take(n, "list pop");
@@ -485,8 +500,7 @@ static void do_ptr_buffer(int release)
         idx = current_index();
         o = LOAD(&pbufs[idx].offset);
         if (o == 0) {
-            if (++tries % 8 == 0)
-                sched_yield();
+            wait_for_items(++tries);
             continue;
         }
         item = LOAD(&pbufs[idx].array[o - 1]);
@@ -518,8 +532,7 @@ static void do_mem_buffer(int release)
         idx = current_index();
         o = LOAD(&mbufs[idx].offset);
         if (o == 0) {
-            if (++tries % 8 == 0)
-                sched_yield();
+            wait_for_items(++tries);
             continue;
         }
         r = OP(cmpxchg_memcpy, &mbufs[idx].offset, o, &it, &mbufs[idx].array[o - 1], sizeof it, o - 1, idx);
