@@ -694,6 +694,21 @@ def _check_descriptor(unit, sec, address, index, start, pco, abort_ip, data_cach
              arch=arch.name, endian=elf.endian)
 
 
+def _records(unit, secs, rule: str, size: int):
+    """(section, resolver, index) of every fixed-size record in secs; a
+    section whose size is not a multiple of the record is reported under
+    rule, and its whole records are still read."""
+    for sec in secs:
+        if sec.size % size:
+            unit.add(rule, section=sec.name,
+                     problem=f"{sec.name} is {sec.size} bytes, not a multiple of {size}")
+        if sec.nobits:
+            continue
+        res = _Resolver(unit, sec)
+        for i in range(sec.size // size):
+            yield sec, res, i
+
+
 def _check_ptr_array(unit, cs_secs, ptr_secs, descriptors) -> None:
     elf = unit.elf
     if not ptr_secs:
@@ -703,26 +718,19 @@ def _check_ptr_array(unit, cs_secs, ptr_secs, descriptors) -> None:
                              f"{abi.CS_PTR_SECTION} section")
         return
     pointed = []
-    for sec in ptr_secs:
-        if sec.size % 8:
-            unit.add("RSEQ407", section=sec.name,
-                     problem=f"{sec.name} is {sec.size} bytes, not a multiple of 8")
-        if sec.nobits:
+    for sec, res, i in _records(unit, ptr_secs, "RSEQ407", 8):
+        target = res.pointer(i * 8)
+        if target is None:
             continue
-        res = _Resolver(unit, sec)
-        for i in range(sec.size // 8):
-            target = res.pointer(i * 8)
-            if target is None:
-                continue
-            if elf.is_relocatable:
-                key = target
-            else:
-                key = (None, target[1])
-            if key not in descriptors:
-                unit.add("RSEQ407", section=sec.name, address=(sec.addr + i * 8),
-                         problem=f"entry {i} points at {_fmt_addr(elf, target)}, which is not the "
-                                 f"start of a descriptor in {abi.CS_SECTION}")
-            pointed.append(key)
+        if elf.is_relocatable:
+            key = target
+        else:
+            key = (None, target[1])
+        if key not in descriptors:
+            unit.add("RSEQ407", section=sec.name, address=(sec.addr + i * 8),
+                     problem=f"entry {i} points at {_fmt_addr(elf, target)}, which is not the "
+                             f"start of a descriptor in {abi.CS_SECTION}")
+        pointed.append(key)
     counts = Counter(pointed)
     for k in sorted((k for k, n in counts.items() if n > 1), key=lambda k: (k[0] or 0, k[1])):
         unit.add("RSEQ407", section=abi.CS_PTR_SECTION,
@@ -739,27 +747,20 @@ def _check_ptr_array(unit, cs_secs, ptr_secs, descriptors) -> None:
 def _check_exit_points(unit, exit_secs, descriptors) -> None:
     elf = unit.elf
     starts = {v for v in descriptors.values() if v is not None}
-    for sec in exit_secs:
-        if sec.size % 16:
-            unit.add("RSEQ408", section=sec.name,
-                     problem=f"{sec.name} is {sec.size} bytes, not a multiple of 16")
-        if sec.nobits:
+    for sec, res, i in _records(unit, exit_secs, "RSEQ408", 16):
+        start = res.pointer(i * 16)
+        exit_ip = res.pointer(i * 16 + 8)
+        if start is None or exit_ip is None:
             continue
-        res = _Resolver(unit, sec)
-        for i in range(sec.size // 16):
-            start = res.pointer(i * 16)
-            exit_ip = res.pointer(i * 16 + 8)
-            if start is None or exit_ip is None:
-                continue
-            if starts and start not in starts:
-                unit.add("RSEQ408", section=sec.name,
-                         problem=f"exit point {i} starts at {_fmt_addr(elf, start)}, "
-                                 "not the start_ip of any descriptor")
-            xsec, _ = _code_section(elf, exit_ip)
-            if xsec is None or not xsec.executable:
-                unit.add("RSEQ408", section=sec.name,
-                         problem=f"exit point {i} exits to {_fmt_addr(elf, exit_ip)}, "
-                                 "not in an executable section")
+        if starts and start not in starts:
+            unit.add("RSEQ408", section=sec.name,
+                     problem=f"exit point {i} starts at {_fmt_addr(elf, start)}, "
+                             "not the start_ip of any descriptor")
+        xsec, _ = _code_section(elf, exit_ip)
+        if xsec is None or not xsec.executable:
+            unit.add("RSEQ408", section=sec.name,
+                     problem=f"exit point {i} exits to {_fmt_addr(elf, exit_ip)}, "
+                             "not in an executable section")
 
 
 # ---- manifest -------------------------------------------------------------------
