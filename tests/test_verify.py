@@ -766,6 +766,23 @@ def test_rules_doc_in_sync():
         "docs/rules.md is stale: run PYTHONPATH=toolkit python -m rseq_gen.rules docs/rules.md"
 
 
+def test_rules_generator_options(tmp_path):
+    # An option is never taken for the output path (a file named "--help" was once written and committed).
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "toolkit")}
+    def rules(*args):
+        return subprocess.run([sys.executable, "-m", "rseq_gen.rules", *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True)
+    proc = rules("--help")
+    assert proc.returncode == 0 and proc.stdout.startswith("usage:")
+    proc = rules("--bogus")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert rules("--check").returncode == 2
+    assert rules("--check", "stale.md").returncode == 1
+    assert rules("out.md").returncode == 0 and (tmp_path / "out.md").read_text() == render_markdown()
+    assert rules("--check", "out.md").returncode == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.md"]
+
+
 def test_elftools_only_in_elf_module():
     pkg = ROOT / "toolkit" / "rseq_gen"
     importing = sorted(str(p.relative_to(pkg)) for p in pkg.rglob("*.py")

@@ -234,23 +234,28 @@ def render_markdown() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    check = "--check" in argv
-    paths = [a for a in argv if a != "--check"]
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m rseq_gen.rules",
+                                     description="Write (or with --check, compare) the rules reference.")
+    parser.add_argument("path", nargs="?", type=Path, help="markdown file to write; standard output without it")
+    parser.add_argument("--check", action="store_true", help="exit 1 when PATH differs from the generated text")
+    args = parser.parse_args(argv)
     text = render_markdown()
-    if not paths:
+    if args.path is None:
+        if args.check:
+            parser.error("--check needs PATH")
         sys.stdout.write(text)
         return 0
-    path = Path(paths[0])
-    if check:
-        current = path.read_text(encoding="utf-8") if path.exists() else ""
+    if args.check:
+        current = args.path.read_text(encoding="utf-8") if args.path.exists() else ""
         if current != text:
-            print(f"{path} is stale: run python -m rseq_gen.rules {path}", file=sys.stderr)
+            print(f"{args.path} is stale: run python -m rseq_gen.rules {args.path}", file=sys.stderr)
             return 1
         return 0
     from rseq_gen.fsutil import write_atomic
 
-    write_atomic(path, text)
+    write_atomic(args.path, text)
     return 0
 
 
