@@ -20,6 +20,8 @@
 #ifdef BENCH__AREA_OFFSET_AT_LOAD
 #define FLOOR_OFFSET_WORD bench__exe_area_offset_direct
 #define FLOOR_MMCID_OFFSET_WORD bench__exe_mmcid_area_offset_direct
+#define FLOOR_MMCID_THREAD_WORD bench__exe_mmcid_thread_offset
+#define FLOOR_NULL_OFFSET_WORD bench__exe_null_area_offset_direct
 #endif
 #include "floor.h"
 

@@ -87,10 +87,29 @@ static inline ptrdiff_t floor_offset(void)
 #ifndef FLOOR_MMCID_OFFSET_WORD
 #define FLOOR_MMCID_OFFSET_WORD FLOOR_OFFSET_WORD
 #endif
-static inline ptrdiff_t floor_mmcid_offset(void)
+static inline ptrdiff_t floor_mmcid_process_offset(void)
 {
     return __atomic_load_n(&FLOOR_MMCID_OFFSET_WORD, __ATOMIC_RELAXED);
 }
+
+/* The mm_cid operations' offset. With FLOOR_MMCID_THREAD_WORD (the generated
+ * module's word per thread, with FLOOR_NULL_OFFSET_WORD its null area's
+ * offset) x86_64 reads it per thread: the null area, whose mm_cid equals no
+ * index, until the thread was seen registered (floor_mmcid_refresh, on the
+ * index's unregistered path), so the operations compare mm_cid bare. */
+#if defined(FLOOR_MMCID_THREAD_WORD) && defined(__x86_64__)
+#define FLOOR_MMCID_PER_THREAD 1
+static inline ptrdiff_t floor_mmcid_offset(void)
+{
+    return FLOOR_MMCID_THREAD_WORD;
+}
+#else
+#define FLOOR_MMCID_PER_THREAD 0
+static inline ptrdiff_t floor_mmcid_offset(void)
+{
+    return floor_mmcid_process_offset();
+}
+#endif
 
 /* No asm goto here has outputs: GCC 12.2 -O2 miscompiles asm goto outputs
  * (a goto path returning NULL got the output register instead), so values
@@ -197,6 +216,16 @@ static inline int32_t floor_load32(ptrdiff_t off, long field)
 
 #endif
 
+/* Points the thread's mm_cid word at the process's mm_cid area when the
+ * thread is registered there, else at the null area (cold paths only). */
+static inline void floor_mmcid_refresh(void)
+{
+#if FLOOR_MMCID_PER_THREAD
+    ptrdiff_t off = floor_mmcid_process_offset();
+    FLOOR_MMCID_THREAD_WORD = floor_load32(off, 4) >= 0 ? off : FLOOR_NULL_OFFSET_WORD;
+#endif
+}
+
 static inline int floor_current_cpu_at(ptrdiff_t off)
 {
     int cpu = floor_load32(off, 4);
@@ -256,8 +285,10 @@ static inline int floor_counter_add64(intptr_t *slots)
  * (CPU mode) or of mm_cid (mm_cid mode) with the index. 0 committed, 1 the
  * compare failed, -1 aborted or not on that index. A bare mm_cid compare
  * does not reject a thread whose area is not registered (mm_cid reads 0
- * there): on x86_64 the mm_cid floors fold the sign of cpu_id into that
- * compare (FLOOR_INDEX_CMP_24), on aarch64 they test it first. A thread that has no
+ * there): on x86_64 the mm_cid floors read the generated module's word per
+ * thread, which points at a null area until the thread is registered
+ * (FLOOR_MMCID_PER_THREAD), or else fold the sign of cpu_id into that
+ * compare (FLOOR_INDEX_CMP_24); on aarch64 they test it first. A thread that has no
  * rseq area runs the operation under one lock, out of line (floor_locked_*).
  *
  * Where the shortest form is not the fastest the floor takes the fastest:
@@ -398,10 +429,15 @@ FLOOR_OUT_OF_LINE static int floor_locked_cmpxchg_memcpy(intptr_t *v, intptr_t e
  * the cpu_id compare; the sign test and branch before the sequence it
  * replaces cost as many instructions and a branch more, and sar $31 of the
  * whole cpu_id one more (docs/benchmarks.md). */
+#if FLOOR_MMCID_PER_THREAD
+/* The thread's word points at the null area until it is registered. */
+#define FLOOR_INDEX_CMP_24 "1:\tcmpl %[i], %%fs:24(%[o])\n\t"
+#else
 #define FLOOR_INDEX_CMP_24                                                   \
     "1:\tmovsbl %%fs:7(%[o]), %%eax\n\t"                                     \
     "orl %%fs:24(%[o]), %%eax\n\t"                                           \
     "cmpl %[i], %%eax\n\t"
+#endif
 #define FLOOR_MMCID_SEQ_CHECKS_REGISTERED 1
 #define FLOOR_SEQ_BASE(off) [o] "r"(off)
 #define FLOOR_SEQ_CLOBBERS "memory", "cc", "rax"
@@ -630,19 +666,28 @@ static inline int floor_mmcid_index(void)
     return floor_load32(off, FLOOR_MM_CID);
 unregistered:
     FLOOR_COLD_PATH;
+    floor_mmcid_refresh();  /* before the call, which stays a tail call */
     return floor_cpu_fallback();
 }
 
-/* slots[mm_cid * 64 bytes] += 1, retrying until done. */
+/* slots[mm_cid * 64 bytes] += 1, retrying until done. With the bare
+ * mm_cid compare (FLOOR_MMCID_PER_THREAD) it reads the process's word and
+ * folds the registration test into the cid it starts from instead: mm_cid
+ * ORed with the sign-extended top byte of cpu_id, all ones on a thread not
+ * registered, which no area's mm_cid equals. */
 static inline int floor_mmcid_counter_add64(intptr_t *slots)
 {
-    ptrdiff_t off = floor_mmcid_offset();
+    ptrdiff_t off = floor_mmcid_process_offset();
     uint32_t cid;
 retry:
 #if !FLOOR_MMCID_SEQ_CHECKS_REGISTERED
     FLOOR_IF_NEGATIVE_CPU_ID(off, unregistered);
 #endif
+#if FLOOR_MMCID_PER_THREAD
+    __asm__ __volatile__("movsbl %%fs:7(%1), %0\n\torl %%fs:24(%1), %0" : "=&r"(cid) : "r"(off) : "cc");
+#else
     cid = (uint32_t)floor_load32(off, FLOOR_MM_CID);
+#endif
     if (__builtin_expect(floor_cs_mmcid_add(off, (intptr_t *)((uintptr_t)slots + (uintptr_t)cid * 64), 1,
                                             (int)cid) == 0, 1))
         return (int)cid;

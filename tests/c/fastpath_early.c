@@ -27,6 +27,9 @@ static intptr_t mm_slots[MAX_CPUS * STRIDE / sizeof(intptr_t)];
 static long ncpu, events;
 static int early_raw = -100, early_counter = -100, early_cpu = -100, early_area_ok = -1, early_mmcid = -100;
 static unsigned long early_registrations;
+#ifdef FP__MMCID_THREAD_WORD
+static ptrdiff_t early_thread_word;  /* executable code: the thread's mm_cid word, early */
+#endif
 static int bad_cpu;
 
 static int cpu_ok(int cpu)
@@ -49,6 +52,9 @@ static int mmcid_add_one(void)
 
 __attribute__((constructor(101))) static void early(void)
 {
+#ifdef FP__MMCID_THREAD_WORD
+    early_thread_word = fp__exe_mmcid_thread_offset;  /* its initial value: the null area */
+#endif
     ncpu = sysconf(_SC_NPROCESSORS_CONF);
     early_registrations = fp_registration_count();
     early_raw = fp_current_cpu_raw();
@@ -95,7 +101,8 @@ int main(int argc, char **argv)
         total += slots[c * (STRIDE / sizeof(intptr_t))];
         mm_total += mm_slots[c * (STRIDE / sizeof(intptr_t))];
     }
-    long expected = 1 + (long)threads * events, mm_expected = 2 + (long)threads * events;
+    long expected = 1 + (long)threads * events;
+    long mm_expected = 2 + (long)threads * events;
 
     /* After the constructor: a registered area is what P_area returns, and
      * the raw read agrees with it. */
@@ -118,13 +125,38 @@ int main(int argc, char **argv)
 #endif
     /* The kernel's mm_cid is the index the P_mmcid_* forms use, when it is maintained. */
     int mm_ok = fp_mm_cid_available() ? fp_kernel_mm_cid() == fp_mmcid_index() : fp_kernel_mm_cid() == -1;
+    /* Executable code's P_mmcid_* operations read a word per thread: once
+     * the thread read its index, the mm_cid area while the thread is
+     * registered there, else the null area (whose mm_cid no index equals).
+     * Unregistering (a no-op where glibc owns the area) sends it back to the
+     * null area at the next index read; operations then take the fallback
+     * and still count exactly. */
+    const char *owner = fp_owner();  /* before the unregistration below */
+    int thread_word_ok = 1;
+#ifdef FP__MMCID_THREAD_WORD
+#define FP_THREAD_WORD_EXPECTED()                                                              \
+    (fp_mm_cid_available() && fp_current_cpu_raw() >= 0 && fp_rseq_mmcid_area_offset != 0     \
+         ? fp__exe_mmcid_area_offset : fp__exe_null_area_offset_direct)
+    thread_word_ok = early_thread_word == fp__exe_null_area_offset_direct
+                     && fp__exe_mmcid_thread_offset == FP_THREAD_WORD_EXPECTED();
+    fp_unregister_current_thread();
+    int after_unregister = mmcid_add_one();
+    mm_expected++;
+    thread_word_ok = thread_word_ok && cpu_ok(after_unregister)
+                     && (fp_current_cpu_raw() >= 0 || fp__exe_mmcid_thread_offset == fp__exe_null_area_offset_direct);
+    (void)fp_mmcid_index();  /* the module may have registered the thread again */
+    thread_word_ok = thread_word_ok && fp__exe_mmcid_thread_offset == FP_THREAD_WORD_EXPECTED();
+    mm_total = 0;
+    for (long c = 0; c < ncpu; c++)
+        mm_total += mm_slots[c * (STRIDE / sizeof(intptr_t))];
+#endif
     int ok = total == expected && !bad_cpu && (early_raw == -1 || cpu_ok(early_raw))
              && cpu_ok(early_counter) && cpu_ok(early_cpu) && early_area_ok == 1 && area_ok
-             && word_ok && mm_total == mm_expected && cpu_ok(early_mmcid) && mm_ok;
+             && word_ok && mm_total == mm_expected && cpu_ok(early_mmcid) && mm_ok && thread_word_ok;
     printf("owner=%s total=%ld expected=%ld mm_total=%ld mm_expected=%ld early_raw=%d early_counter=%d "
            "early_cpu=%d early_mmcid=%d early_registrations=%lu early_area_ok=%d area_ok=%d word_ok=%d "
-           "mm_ok=%d bad_cpu=%d ok=%d\n",
-           fp_owner(), total, expected, mm_total, mm_expected, early_raw, early_counter, early_cpu,
-           early_mmcid, early_registrations, early_area_ok, area_ok, word_ok, mm_ok, bad_cpu, ok);
+           "mm_ok=%d thread_word_ok=%d bad_cpu=%d ok=%d\n",
+           owner, total, expected, mm_total, mm_expected, early_raw, early_counter, early_cpu,
+           early_mmcid, early_registrations, early_area_ok, area_ok, word_ok, mm_ok, thread_word_ok, bad_cpu, ok);
     return ok ? 0 : 1;
 }

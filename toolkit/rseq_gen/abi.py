@@ -101,6 +101,10 @@ CS_DESCRIPTOR_ALIGN = 32
 
 CPU_ID_UNINITIALIZED = -1
 CPU_ID_REGISTRATION_FAILED = -2
+#: mm_cid of the null area executable code points at before it knows the
+#: thread's area: no concurrency id (they stay below the possible CPUs), and
+#: not -1 either, which the x86 sequences' registration fold produces.
+NULL_AREA_MM_CID = 0x7FFFFFFF
 FLAG_UNREGISTER = 1
 
 AT_RSEQ_FEATURE_SIZE = 27
