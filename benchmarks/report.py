@@ -78,7 +78,7 @@ def registration_table(records) -> str:
         ])
     return _table(["protocol", "glibc setting", "owner (expected)", "median µs/thread", "min–max µs",
                    "x baseline", "rseq calls/thread: register / unregister / failed",
-                   "syscalls/thread (without futex)", "extra syscalls/thread vs baseline"], rows)
+                   "syscalls/thread (without futex, munmap)", "extra syscalls/thread vs baseline"], rows)
 
 
 def build_table(records) -> str:

@@ -111,9 +111,10 @@ def test_syscall_counter_reads_split_strace_lines():
         "105 rseq(0x7f, 0x20, 0 <unfinished ...>",
         "105 <... rseq resumed>, 0x53053053) = 0",
         "106 rseq(0x7f, 0x20, RSEQ_FLAG_UNREGISTER, 0x53053053) = 0",
+        "106 munmap(0x7f0000000000, 8392704) = 0",
         "106 +++ exited with 0 +++",
     ])
-    assert count_syscalls(trace) == {"total": 6, "futex": 1, "rseq_register": 2,
+    assert count_syscalls(trace) == {"total": 6, "futex": 1, "munmap": 1, "rseq_register": 2,
                                      "rseq_unregister": 2, "rseq_failed": 2}
 
 
