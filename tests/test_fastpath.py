@@ -10,7 +10,10 @@ constructor that runs before the module's own, then counts from 4 threads on
 CPU and on mm_cid slots and checks both totals exactly, the area the fast
 paths read and, in executable code, that the module moved the executable's
 offset words to that area (the mm_cid word only when the kernel maintains
-mm_cid)."""
+mm_cid), and the per-thread word the x86 P_mmcid_* operations read: the null
+area before anything was known, the mm_cid area once the thread read its index
+while registered there, the null area again at the first index read after the
+thread was unregistered."""
 
 from __future__ import annotations
 
@@ -50,6 +53,8 @@ BUILDS = {
     "static": Build("gcc", (), (), ("-static",)),
     "clang-lld": Build("clang", ("-fPIE",), ("-fPIE",), ("-pie", "-fuse-ld=lld")),
     "musl-static": Build("musl-gcc", (), (), ("-static",)),
+    # i386: the words in .data and .tdata hold R_386_TLS_LE_32 offsets.
+    "i686-pie": Build("i686-linux-gnu-gcc", ("-fPIE",), ("-fPIE",), ("-pie",)),
     # The generated file compiled as position-independent code but linked
     # into the executable with code that includes the header as executable code.
     "pic-module-in-exe": Build("gcc", ("-fPIE",), ("-fPIC",), ("-pie",)),
@@ -61,7 +66,7 @@ BUILDS = {
     "all-pic": Build("gcc", ("-fPIC",), ("-fPIC",), ("-pie",), gen_in_shared_lib=True,
                      pre_init=False),
 }
-PACKAGES = {"gcc": "gcc", "clang": "clang", "musl-gcc": "musl-tools"}
+PACKAGES = {"gcc": "gcc", "clang": "clang", "musl-gcc": "musl-tools", "i686-linux-gnu-gcc": "gcc-i686-linux-gnu"}
 
 
 def _build(tmp: Path, gen: Path, b: Build) -> Path:
@@ -112,7 +117,7 @@ def _check(b: Build, results: dict, protocol: str) -> None:
 
 @pytest.mark.parametrize("build", sorted(BUILDS))
 def test_fast_paths_before_and_after_init(tmp_path, build):
-    gen = generate(tmp_path / "gen", "compat", "fp")
+    gen = generate(tmp_path / "gen", "compat", "fp", "--arch", "x86_64,i386")
     b = BUILDS[build]
     exe = _build(tmp_path, gen, b)
     _check(b, {e: _run(exe, e) for e in ENVS}, "compat")
