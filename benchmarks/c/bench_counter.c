@@ -21,10 +21,7 @@
  * for hot loops. */
 #include "bench.h"
 #include "bench_rseq.h"
-/* The floor reads the generated module's own offset word (floor.h). */
-#ifdef BENCH__AREA_OFFSET_AT_LOAD
-#define FLOOR_OFFSET_WORD bench__exe_area_offset_direct
-#endif
+#define FLOOR_BENCH_WORDS 1  /* the floor reads the generated module's words (floor.h) */
 #include "floor.h"
 
 #include <pthread.h>

@@ -31,13 +31,20 @@
 #define FLOOR_RSEQ_SIG 0x53053053
 
 /* The offset global the floor reads. The benchmark programs point it at the
- * generated module's own word (FLOOR_OFFSET_WORD, defined before including
- * this file), so that floor and generated code load the same variable and
+ * generated module's own words (FLOOR_BENCH_WORDS, defined before including
+ * this file, sets FLOOR_OFFSET_WORD and the mm_cid words), so that floor and generated code load the same variable and
  * differ only in their instructions: in one build the generated code's word
  * cost 9 % on current_cpu_raw (self-owned) against a floor-owned word at
  * another address, and reading the same word made both equally slow (a
  * link-layout effect, docs/benchmarks.md). Otherwise the floor has its own,
- * set by the program (FLOOR_DEFINE_OFFSET). */
+ * set by the program (FLOOR_DEFINE_OFFSET). FLOOR_BENCH_WORDS: the program
+ * includes the generated bench_rseq.h, whose executable code has the words. */
+#if defined(FLOOR_BENCH_WORDS) && defined(BENCH__AREA_OFFSET_AT_LOAD)
+#define FLOOR_OFFSET_WORD bench__exe_area_offset_direct
+#define FLOOR_MMCID_OFFSET_WORD bench__exe_mmcid_area_offset_direct
+#define FLOOR_MMCID_THREAD_WORD bench__exe_mmcid_thread_offset
+#define FLOOR_NULL_OFFSET_WORD bench__exe_null_area_offset_direct
+#endif
 #ifndef FLOOR_OFFSET_WORD
 #define FLOOR_OFFSET_WORD floor_area_offset
 #undef FLOOR_MMCID_OFFSET_WORD
