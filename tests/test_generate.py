@@ -16,6 +16,7 @@ from conftest import generate, require_tool, run_rseq_gen
 from rseq_gen.protocols import PROTOCOLS
 
 STRICT = ["-Wall", "-Wextra", "-Werror", "-pedantic"]
+C_DIR = Path(__file__).parent / "c"
 
 
 @pytest.mark.parametrize("args, message", [
@@ -199,3 +200,68 @@ def test_unwritable_destination_is_one_line_and_writes_nothing(tmp_path):
     proc = run_rseq_gen("generate", "--output-dir", out, "--manifest", blocker / "m.json", check=False)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
     assert not out.exists() or not any(out.iterdir())
+
+
+# ---- one translation unit with librseq's header ------------------------------
+
+SAME_TU = """{first}
+{second}
+#include <stdio.h>
+#include <sys/rseq.h>
+
+#define ROUNDS 100000
+#ifdef NO_PEER
+#define RUNS 1
+#else
+#define RUNS 2
+#endif
+static intptr_t slots[4096 * 8];
+
+int main(void)
+{{
+    if (__rseq_size == 0) {{
+        puts("no glibc registration: the peer's operation needs it");
+        return 3;
+    }}
+    for (int i = 0; i < ROUNDS; i++) {{
+        int cpu;
+        do cpu = pfx_current_cpu(); while (pfx_percpu_add(&slots[cpu * 8], 1, cpu) != 0);
+#ifndef NO_PEER
+        do cpu = pfx_current_cpu(); while (peer_librseq_percpu_add(&slots[cpu * 8], 1, cpu) != 0);
+#endif
+    }}
+    long total = 0;
+    for (size_t i = 0; i < sizeof slots / sizeof slots[0]; i++)
+        total += slots[i];
+    printf("total=%ld\\n", total);
+    return total == (long)ROUNDS * RUNS ? 0 : 1;
+}}
+"""
+
+
+@pytest.mark.parametrize("cc", ["gcc", "clang"])
+@pytest.mark.parametrize("ours_first", [True, False], ids=["ours-first", "peer-first"])
+def test_one_translation_unit_with_librseq_header(tmp_path, cc, ours_first):
+    """librseq's header opens __rseq_cs_ptr_array and __rseq_exit_point_array
+    as "aw", ours as "awR": clang's assembler refused the second set of flags
+    in one translation unit until ours were marked unique. Both operations
+    run, and the verifier checks every descriptor of the executable: one
+    more than in the same program without the peer's operation."""
+    require_tool(cc)
+    out = generate(tmp_path, "compat", "pfx")
+    headers = ['#include "pfx_rseq.h"', f'#include "{C_DIR / "peer_librseq_header.h"}"']
+    first, second = headers if ours_first else headers[::-1]
+    (out / "both.c").write_text(SAME_TU.format(first=first, second=second))
+    descriptors = {}
+    for name, defs, total in (("both", [], 200000), ("ours", ["-DNO_PEER"], 100000)):
+        cmd = [cc, "-std=gnu11", *STRICT[:-1], *defs, "-O2", "both.c", "pfx_rseq.c", "-o", name, "-pthread"]
+        proc = subprocess.run(cmd, cwd=out, capture_output=True, text=True)
+        assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stderr}"
+        proc = subprocess.run([out / name], capture_output=True, text=True)
+        assert proc.returncode == 0 and proc.stdout.strip() == f"total={total}", proc.stdout + proc.stderr
+        rep = json.loads(run_rseq_gen("verify", "--format", "json", out / name).stdout)
+        assert rep["summary"]["errors"] == 0, rep["findings"]
+        tables = rep["files"][0]["critical_sections"]
+        assert tables["checked"] == tables["descriptors"], tables
+        descriptors[name] = tables["descriptors"]
+    assert descriptors["both"] == descriptors["ours"] + 1, descriptors

@@ -81,3 +81,19 @@ def test_hot_path_walk_rejects_a_call():
           hotpath.Insn(12, "jmp", "jmp 11 <f+0x11>", [(13, "R_X86_64_PLT32", "slow-0x4")])]
     path = hotpath.hot_path(ok, 17, isa, "f")
     assert [i.mnemonic for i in path] == ["mov", "js", "ret"]
+
+
+def test_floor_reads_the_mmcid_word_where_the_generated_code_does():
+    """floor.h's FLOOR_WORD_FROM_TP_<op> lists the operations whose mm_cid
+    word per thread comes from the thread pointer: the same as the
+    operations table says (mmcid_word_from_thread_pointer), for every
+    operation, so each floor stays the same job as its generated twin."""
+    import re
+
+    from rseq_gen import operations
+
+    text = (ROOT / "benchmarks" / "c" / "floor.h").read_text()
+    floor = {m[1]: m[2] == "1" for m in re.finditer(r"#define FLOOR_WORD_FROM_TP_(\w+) ([01])\b", text)}
+    table = {f"{op.name}{operations.ORDERS[o].suffix}": op.mmcid_word_from_thread_pointer
+             for op in operations.OPERATIONS for o in op.orders}
+    assert floor == table

@@ -106,13 +106,31 @@ static inline ptrdiff_t floor_mmcid_process_offset(void)
  * index's unregistered path), so the operations compare mm_cid bare. */
 #if defined(FLOOR_MMCID_THREAD_WORD) && defined(__x86_64__)
 #define FLOOR_MMCID_PER_THREAD 1
+#define FLOOR_STRINGIFY_(x) #x
+#define FLOOR_STRINGIFY(x) FLOOR_STRINGIFY_(x)
 static inline ptrdiff_t floor_mmcid_offset(void)
 {
     return FLOOR_MMCID_THREAD_WORD;
 }
+
+/* The same word as a plain load at its offset from the thread pointer
+ * (which the compiler may keep in a register), for the operations the
+ * generated code reads it so (FLOOR_WORD_FROM_TP_<op>). */
+static inline ptrdiff_t floor_mmcid_offset_from_tp(void)
+{
+    ptrdiff_t off;
+    __asm__("movq " FLOOR_STRINGIFY(FLOOR_MMCID_THREAD_WORD) "@tpoff(%1), %0"
+            : "=r"(off) : "r"(__builtin_thread_pointer()), "m"(FLOOR_MMCID_THREAD_WORD));
+    return off;
+}
 #else
 #define FLOOR_MMCID_PER_THREAD 0
 static inline ptrdiff_t floor_mmcid_offset(void)
+{
+    return floor_mmcid_process_offset();
+}
+
+static inline ptrdiff_t floor_mmcid_offset_from_tp(void)
 {
     return floor_mmcid_process_offset();
 }
@@ -585,7 +603,7 @@ FLOOR_OUT_OF_LINE static int floor_locked_cmpxchg_memcpy(intptr_t *v, intptr_t e
     /* thread has no area; an mm_cid form that tests cpu_id's sign first. */ \
     static inline int floor_##mode##_##name(FLOOR_UNPAREN params, int idx)  \
     {                                                                        \
-        ptrdiff_t off = FLOOR_MODE_OFFSET_##mode();                          \
+        ptrdiff_t off = FLOOR_MODE_OFFSET_##mode(FLOOR_WORD_FROM_TP_##name); \
         int r;                                                               \
         FLOOR_MODE_CHECK_##mode(off, unregistered);                          \
         r = floor_cs_##mode##_##name(off, FLOOR_ARGS_##name, idx);           \
@@ -596,8 +614,20 @@ FLOOR_OUT_OF_LINE static int floor_locked_cmpxchg_memcpy(intptr_t *v, intptr_t e
     unregistered:                                                            \
         return floor_locked_##name(FLOOR_ARGS_##name);                       \
     }
-#define FLOOR_MODE_OFFSET_percpu floor_offset
-#define FLOOR_MODE_OFFSET_mmcid floor_mmcid_offset
+#define FLOOR_MODE_OFFSET_percpu(from_tp) floor_offset()
+#define FLOOR_MODE_OFFSET_mmcid(from_tp) ((from_tp) ? floor_mmcid_offset_from_tp() : floor_mmcid_offset())
+/* The operations whose mm_cid word the generated code reads from the
+ * thread pointer (rseq_gen.operations, mmcid_word_from_thread_pointer;
+ * tests/test_hot_paths.py keeps the two in step). */
+#define FLOOR_WORD_FROM_TP_add 0
+#define FLOOR_WORD_FROM_TP_cmpxchg 0
+#define FLOOR_WORD_FROM_TP_pop 1
+#define FLOOR_WORD_FROM_TP_deref_add 0
+#define FLOOR_WORD_FROM_TP_cmpxchg_store 0
+#define FLOOR_WORD_FROM_TP_cmpxchg_store_release 0
+#define FLOOR_WORD_FROM_TP_cmp2xchg 0
+#define FLOOR_WORD_FROM_TP_cmpxchg_memcpy 0
+#define FLOOR_WORD_FROM_TP_cmpxchg_memcpy_release 0
 /* CPU mode: the cpu_id compare rejects an unregistered thread (-1 never
  * equals a CPU); after a -1, the sign of cpu_id tells abort from no area. */
 #define FLOOR_MODE_CHECK_percpu(off, label) \

@@ -78,7 +78,9 @@ ARCHES: dict[str, Arch] = {
                     "scratch8": ("al", "cl", "dl"),
                     # a 64-bit descriptor field; the descriptor's address (PC-relative)
                     "ptr64": ".quad {0}",
-                    "load_cs": ["leaq 3b(%%rip), %%rax"]},
+                    "load_cs": ["leaq 3b(%%rip), %%rax"],
+                    # local-exec TLS: a symbol's offset from the thread pointer
+                    "tls_le_reloc": "tpoff"},
             # R_X86_64_TPOFF32 (GNU ld, gold and lld; lld rejects TPOFF64 in
             # data). The executable's TLS lies below the thread pointer, so
             # the offset is negative: the high word is all ones.
@@ -101,7 +103,8 @@ ARCHES: dict[str, Arch] = {
                     "scratch8": ("al", "cl", "dl"),
                     "ptr64": ".long {0}, 0x0",
                     # no PC-relative lea: take the descriptor from a call's return address
-                    "load_cs": ["call 5f", r"5:\tpopl %%eax", "leal (3b - 5b)(%%eax), %%eax"]},
+                    "load_cs": ["call 5f", r"5:\tpopl %%eax", "leal (3b - 5b)(%%eax), %%eax"],
+                    "tls_le_reloc": "ntpoff"},
             # R_386_TLS_LE_32: the negative offset %gs-relative accesses use.
             exe_tp_offset_data=".long {0}@ntpoff",
         ),

@@ -96,6 +96,15 @@ class Operation:
     #: Scratch register free just before the commit, which a test's delay
     #: injection (P_RSEQ_INJECT_ASM) may use.
     inject_via: str = "s0"
+    #: Where the x86 executable code's mm_cid word per thread is read from:
+    #: False, with one %fs-relative load; True, as a plain load at its offset
+    #: from the thread pointer (a register the compiler may keep). Measured
+    #: against librseq (docs/benchmarks.md): pop, whose sequence loads the
+    #: node its head points at and stores it as the next head, ran 7-20 %
+    #: slower with the %fs-relative word, calls in a loop and calls one at a
+    #: time alike; every other operation ran 3-13 % slower from the thread
+    #: pointer when called one at a time (one more load per call).
+    mmcid_word_from_thread_pointer: bool = False
 
     @property
     def commit(self) -> Step:
@@ -130,6 +139,19 @@ class Operation:
         branch and ``cmp $imm, (%ptr)`` does not (one more micro-op: 1.08x
         on cmp2xchg, measured against librseq, which compares registers)."""
         return frozenset(s.args[1] for s in self.steps_for(True) if s.kind in ("bne_mem", "beq_mem"))
+
+    def memory_operands(self) -> frozenset[str]:
+        """Pointer parameters an architecture may pass as memory operands
+        (``"m"(*ptr)``, x86): the ones besides the key, which the sequence
+        stores or compares once, so that the compiler folds their address
+        into the instruction (``0x10(%rdi)``; the slow path takes them
+        relative to the key, Variant.slow_args, or it would compute them
+        into a register before the sequence anyway). The key stays a
+        register: an "m" operand lets the compiler address it as
+        ``(%base,%index)``, and a chain of read-modify-writes through such an
+        address ran 3x slower (docs/benchmarks.md). The steps only ever
+        dereference pointer parameters (check_table)."""
+        return frozenset(p.name for p in self.params if p.kind == "ptr" and p.name != self.key)
 
     def _read_later(self, reg: str, start: int) -> bool:
         """Whether a step from ``start`` on reads scratch ``reg`` before
@@ -255,7 +277,7 @@ OPERATIONS = (
          Step("store", ("s0", "popped")),
          Step("load", ("s0", "s0"), index="next_offset"),
          Step("store", ("s0", "head"))),
-        key="head", inject_via="s1"),
+        key="head", inject_via="s1", mmcid_word_from_thread_pointer=True),
     Operation(
         "deref_add", "`*(intptr_t *)(*ptr + offset) += inc` (a per-CPU pointer plus an offset)",
         (_p("ptr", "intptr_t *", "ptr"), _p("offset", "long", "value"), _p("inc", "intptr_t", "addend")),
@@ -325,6 +347,34 @@ class Variant:
     def c_args(self) -> str:
         return ", ".join([p.name for p in self.op.params] + [self.mode.index])
 
+    # The out-of-line slow path takes every pointer but the key as its
+    # distance from the key. Passed as is, the pointer would have to be in a
+    # register at the asm goto, whose exits lead to the call: the compiler
+    # then computes it before the sequence (a lea) instead of folding it into
+    # the sequence's memory operand (0x10(%rdi)). A distance between two
+    # pointers into one object folds to a constant, computed on the slow
+    # path only. (+5-7 % on one-at-a-time cmpxchg_store, against librseq.)
+    def _relative(self, p: Param) -> bool:
+        return p.kind == "ptr" and p.name != self.op.key
+
+    @property
+    def slow_params(self) -> str:
+        return ", ".join([f"ptrdiff_t {p.name}_from_{self.op.key}" if self._relative(p) else p.declaration
+                          for p in self.op.params] + [f"int {self.mode.index}"])
+
+    @property
+    def slow_args(self) -> str:
+        key = self.op.key
+        return ", ".join([f"(ptrdiff_t)((uintptr_t){p.name} - (uintptr_t){key})" if self._relative(p) else p.name
+                          for p in self.op.params] + [self.mode.index])
+
+    @property
+    def slow_rebuilt(self) -> tuple[str, ...]:
+        """Declarations the slow path starts with: the pointers again."""
+        key = self.op.key
+        return tuple(f"{p.declaration} = ({p.ctype})((uintptr_t){key} + (uintptr_t){p.name}_from_{key});"
+                     for p in self.op.params if self._relative(p))
+
     def describe(self, prefix: str) -> dict:
         return {"name": self.public(prefix), "operation": self.op.name, "mode": self.mode.name,
                 "order": self.order.name, "arch_function": self.arch(prefix),
@@ -364,6 +414,10 @@ def check_table() -> None:
                 assert s.via in SCRATCH, (op.name, s)
             if s.kind == "store" and s.args[0] in names:
                 assert op.param(s.args[0]).kind == "stored", (op.name, s)
+            # A pointer parameter is only ever dereferenced (memory_operands).
+            deref = {"load": (1,), "store": (1,), "add_store": (1,)}.get(s.kind, ())
+            assert all(i in deref for i, a in enumerate(s.args)
+                       if a in names and op.param(a).kind == "ptr"), (op.name, s)
             if s.index is not None:
                 assert s.kind == "load" and s.args[0] == s.args[1] and s.args[0] in SCRATCH, (op.name, s)
                 assert op.param(s.index).kind == "index", (op.name, s)
