@@ -155,19 +155,31 @@ class Micro:
             raise BenchError(f"{binary.name} {case.name}: the counter total is wrong")
         return float(out["ns_per_op"]), float(out["wall_ns_per_op"]), out.get("owner")
 
+    def _run_paired(self, binary, case: Case, floor: Case, env: str) -> dict:
+        """case and its floor in one process, alternating (bench_ops paired)."""
+        out = run_kv([*self.launcher, binary, case.name, _iters(self.base, case), "paired"],
+                     GLIBC_ENVS[env])
+        owner = out.get("owner")
+        return {(env, case): (float(out["ns_per_op"]), float(out["wall_ns_per_op"]), owner),
+                (env, floor): (float(out["floor_ns_per_op"]), float(out["floor_wall_ns_per_op"]), owner)}
+
     def _measure(self, jobs) -> dict:
-        """jobs: key -> (callable returning (ns, wall, owner)). Runs them
+        """jobs: key -> callable returning (ns, wall, owner), or a dict of
+        such results by key (one process measuring several cases). Runs them
         interleaved, `reps` times per run, `runs` runs; returns key ->
         (per-run Samples, wall Sample, owner)."""
-        got = {k: ([Sample() for _ in range(self.runs)], Sample(), None) for k in jobs}
+        got = {}
         for run_no in range(self.runs):
             for _ in range(self.reps):
                 for key, job in jobs.items():
-                    ns, wall, owner = job()
-                    runs, walls, _ = got[key]
-                    runs[run_no].values.append(ns)
-                    walls.values.append(wall)
-                    got[key] = (runs, walls, owner)
+                    result = job()
+                    for k, (ns, wall, owner) in (result.items() if isinstance(result, dict)
+                                                 else ((key, result),)):
+                        runs, walls, _ = got.setdefault(k, ([Sample() for _ in range(self.runs)],
+                                                            Sample(), None))
+                        runs[run_no].values.append(ns)
+                        walls.values.append(wall)
+                        got[k] = (runs, walls, owner)
             self.log(f"  run {run_no + 1}/{self.runs} done")
         return got
 
@@ -214,9 +226,12 @@ class Micro:
                                            extra={"wall_median_ns": walls.median}))
         if ops:
             # Item 6: both glibc settings, every operation interleaved with every other.
+            # Each operation shares a process with its floor, alternating in
+            # slices (bench_ops.c says why).
             ops_bin = self._build("bench_ops", "aligned", aligned_flags())
-            jobs = {(env, c): (lambda c=c, env=env: self._run_cpu(ops_bin, c, env))
-                    for env in GLIBC_ENVS for c in OPS_CASES}
+            floors = {c.name: c for c in OPS_CASES}
+            jobs = {(env, c): (lambda c=c, env=env: self._run_paired(ops_bin, c, floors[c.floor], env))
+                    for env in GLIBC_ENVS for c in OPS_CASES if c.floor}
             self.log("per-CPU operations: measuring")
             for (env, c), (runs, walls, owner) in self._measure(jobs).items():
                 records.append(_record("percpu_ops", env, c, runs, owner=owner,

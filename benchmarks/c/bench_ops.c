@@ -2,6 +2,10 @@
  *
  *   bench_ops CASE ITERATIONS
  *     -> prints "ns_per_op=<float> wall_ns_per_op=<float> owner=<owner> retries=<n>"
+ *   bench_ops CASE ITERATIONS paired
+ *     -> the same, plus floor_ns_per_op and floor_wall_ns_per_op: CASE and
+ *        its floor_ twin in one process, alternating in PAIRED_SLICES slices
+ *        of ITERATIONS / PAIRED_SLICES calls each
  *
  * CASE is <mode>_<op> (the generated bench_<mode>_<op>) or floor_<mode>_<op>
  * (floor.h's hand-written sequence for the same operation), mode percpu or
@@ -14,7 +18,13 @@
  * operation. Each operation succeeds on every call: cmpxchg-like ones
  * compare against the value the previous call stored, pop takes from a
  * two-node ring that never empties, memcpy copies 16 bytes. ns_per_op is
- * thread CPU time per call. */
+ * thread CPU time per call.
+ *
+ * Paired: on this machine a loop's speed drifts while it runs (the 16-byte
+ * memcpy loop read 1.2 to 2.1 ns per call in consecutive 3-million-call
+ * stretches of one process), and separate processes for a case and its
+ * floor measure them in different stretches; alternating short slices in
+ * one process gives both the same ones. */
 #include "bench.h"
 #include "bench_rseq.h"
 #define FLOOR_BENCH_WORDS 1  /* the floor reads the generated module's words (floor.h) */
@@ -159,10 +169,53 @@ static void init_slots(long n)
     }
 }
 
+#define PAIRED_SLICES 20
+
+/* The case named name (generated cases without their "bench_"), or -1. */
+static int find_case(const char *name)
+{
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *c = cases[i].name;
+        if (strncmp(c, "bench_", 6) == 0)
+            c += 6;
+        if (strcmp(name, c) == 0)
+            return (int)i;
+    }
+    return -1;
+}
+
+/* CASE and floor_CASE alternately, n / PAIRED_SLICES calls at a time. */
+static int run_paired(const char *name, long n)
+{
+    char floor_name[128];
+    int g = find_case(name), f;
+    if (snprintf(floor_name, sizeof floor_name, "floor_%s", name) >= (int)sizeof floor_name || g < 0
+        || (f = find_case(floor_name)) < 0) {
+        fprintf(stderr, "no case %s with a floor twin\n", name);
+        return 2;
+    }
+    long slice = n / PAIRED_SLICES > 0 ? n / PAIRED_SLICES : 1;
+    long retries = cases[g].fn(n / 10 + 1) + cases[f].fn(n / 10 + 1);  /* warm up */
+    uint64_t cpu[2] = {0, 0}, wall[2] = {0, 0};
+    for (int k = 0; k < PAIRED_SLICES; k++) {
+        for (int which = 0; which < 2; which++) {
+            uint64_t t0 = bench_now_ns(), c0 = bench_cpu_ns();
+            retries += cases[which ? f : g].fn(slice);
+            cpu[which] += bench_cpu_ns() - c0;
+            wall[which] += bench_now_ns() - t0;
+        }
+    }
+    double calls = (double)slice * PAIRED_SLICES;
+    printf("ns_per_op=%.6f wall_ns_per_op=%.6f floor_ns_per_op=%.6f floor_wall_ns_per_op=%.6f owner=%s "
+           "retries=%ld\n", (double)cpu[0] / calls, (double)wall[0] / calls, (double)cpu[1] / calls,
+           (double)wall[1] / calls, bench_owner(), retries);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
-    if (argc != 3) {
-        fprintf(stderr, "usage: %s CASE ITERATIONS\n", argv[0]);
+    if (argc != 3 && !(argc == 4 && strcmp(argv[3], "paired") == 0)) {
+        fprintf(stderr, "usage: %s CASE ITERATIONS [paired]\n", argv[0]);
         return 2;
     }
     long n = bench_arg_long(argv[2], "iterations");
@@ -176,21 +229,19 @@ int main(int argc, char **argv)
     bench_register_current_thread();
     FLOOR_SET_OFFSET(bench__area_offset());
     init_slots(nslots);
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        const char *name = cases[i].name;
-        if (strncmp(name, "bench_", 6) == 0)
-            name += 6;
-        if (strcmp(argv[1], name) != 0)
-            continue;
-        long retries = cases[i].fn(n / 10 + 1);  /* warm up */
-        uint64_t t0 = bench_now_ns(), c0 = bench_cpu_ns();
-        retries += cases[i].fn(n);
-        uint64_t c1 = bench_cpu_ns(), t1 = bench_now_ns();
-        double div = n ? (double)n : 1.0;
-        printf("ns_per_op=%.6f wall_ns_per_op=%.6f owner=%s retries=%ld\n", (double)(c1 - c0) / div,
-               (double)(t1 - t0) / div, bench_owner(), retries);
-        return 0;
+    if (argc == 4)
+        return run_paired(argv[1], n);
+    int i = find_case(argv[1]);
+    if (i < 0) {
+        fprintf(stderr, "unknown case %s\n", argv[1]);
+        return 2;
     }
-    fprintf(stderr, "unknown case %s\n", argv[1]);
-    return 2;
+    long retries = cases[i].fn(n / 10 + 1);  /* warm up */
+    uint64_t t0 = bench_now_ns(), c0 = bench_cpu_ns();
+    retries += cases[i].fn(n);
+    uint64_t c1 = bench_cpu_ns(), t1 = bench_now_ns();
+    double div = n ? (double)n : 1.0;
+    printf("ns_per_op=%.6f wall_ns_per_op=%.6f owner=%s retries=%ld\n", (double)(c1 - c0) / div,
+           (double)(t1 - t0) / div, bench_owner(), retries);
+    return 0;
 }
