@@ -254,7 +254,7 @@ def test_one_translation_unit_with_librseq_header(tmp_path, cc, ours_first):
     (out / "both.c").write_text(SAME_TU.format(first=first, second=second))
     descriptors = {}
     for name, defs, total in (("both", [], 200000), ("ours", ["-DNO_PEER"], 100000)):
-        cmd = [cc, "-std=gnu11", *STRICT[:-1], *defs, "-O2", "both.c", "pfx_rseq.c", "-o", name, "-pthread"]
+        cmd = [cc, "-std=gnu11", *STRICT, *defs, "-O2", "both.c", "pfx_rseq.c", "-o", name, "-pthread"]
         proc = subprocess.run(cmd, cwd=out, capture_output=True, text=True)
         assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stderr}"
         proc = subprocess.run([out / name], capture_output=True, text=True)
