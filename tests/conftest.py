@@ -52,7 +52,7 @@ def pytest_configure(config):
 
 
 def pytest_sessionstart(session):
-    """The preflight (tests/toolchains.py): every toolchain the suite uses
+    """The preflight (tests/helpers/toolchains.py): every toolchain the suite uses
     builds and runs a program before any test starts; otherwise the run
     stops with one line per missing package. It runs once, in the process
     that schedules the tests (not again in each pytest-xdist worker)."""
@@ -61,7 +61,7 @@ def pytest_sessionstart(session):
         return
     import tempfile
 
-    from toolchains import preflight
+    from helpers.toolchains import preflight
 
     with tempfile.TemporaryDirectory(prefix="rseq-gen-preflight-") as tmp:
         problems = preflight(Path(tmp))
@@ -194,7 +194,7 @@ def session_shared_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def matrix_builds(tmp_path_factory):
     """``get(protocol, cc, glibc=None)`` -> the tests/test_matrix.py builds
-    of that protocol (against ``glibc``'s sysroot, a tests/glibcs.py Glibc;
+    of that protocol (against ``glibc``'s sysroot, a tests/helpers/glibcs.py Glibc;
     None: the host's), shared by every test module and xdist worker."""
     from test_matrix import MatrixBuild
 
@@ -210,7 +210,7 @@ def matrix_builds(tmp_path_factory):
     return get
 
 
-# ---- the Linux 7.x guest (tests/guest.py) -----------------------------------
+# ---- the Linux 7.x guest (tests/helpers/guest.py) -----------------------------------
 
 @pytest.fixture(scope="session")
 def guest_results(request, tmp_path_factory):
@@ -218,7 +218,7 @@ def guest_results(request, tmp_path_factory):
     this fixture, boots Debian sid's 7.x kernel once with all of them, and
     returns their results by program name (a lookup fails the test with one
     line when the guest cannot run)."""
-    import guest
+    from helpers import guest
 
     modules = {item.module.__name__ for item in request.session.items
                if "guest_results" in getattr(item, "fixturenames", ())}

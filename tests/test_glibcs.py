@@ -1,4 +1,4 @@
-"""The generated code under more than one glibc (tests/glibcs.py): the host's
+"""The generated code under more than one glibc (tests/helpers/glibcs.py): the host's
 (2.36 on Debian 12), Debian 13's 2.41 (``__rseq_size`` is the kernel's
 feature size, ``__rseq_offset`` negative) and Debian 11's 2.31 (no rseq ABI
 at all), each with its registration on and off where it has one.
@@ -31,7 +31,7 @@ from typing import Callable
 import pytest
 
 from conftest import run_rseq_gen
-from glibcs import RELEASES, FetchError, Release, host_version, provide, version_key
+from helpers.glibcs import RELEASES, FetchError, Release, host_version, provide, version_key
 from rseq_gen import abi
 from rseq_gen.coexistence import Member, predict
 from rseq_gen.protocols import ENVIRONMENT_VARIABLES, PROTOCOLS
@@ -117,7 +117,7 @@ BUILDS = [(p, cc) for p, proto in PROTOCOLS.items() for cc in ("gcc", "clang")
 
 @pytest.fixture(scope="session")
 def glibcs(request):
-    """``get(version)`` -> tests/glibcs.py Glibc, fetched on first use into
+    """``get(version)`` -> tests/helpers/glibcs.py Glibc, fetched on first use into
     the pytest cache; a fetch that failed fails every test that needs it,
     with the same line, without fetching again."""
     cache = getattr(request.config, "cache", None)
@@ -270,7 +270,7 @@ def test_fetch_failure_is_one_line(tmp_path):
 
 def test_docs_list_the_releases_the_suite_runs_under():
     """README.md and docs/support-matrix.md name exactly the releases of
-    tests/glibcs.py, each with its Debian suite."""
+    tests/helpers/glibcs.py, each with its Debian suite."""
     from conftest import ROOT
 
     readme = (ROOT / "README.md").read_text()

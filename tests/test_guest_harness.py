@@ -1,4 +1,4 @@
-"""The host side of the 7.x guest harness (tests/guest.py) that can be
+"""The host side of the 7.x guest harness (tests/helpers/guest.py) that can be
 checked without booting: reading results back from the serial stream, and
 the one-line failures a test gets when the guest cannot run."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-import guest
+from helpers import guest
 
 
 def _stream(token: str) -> str:

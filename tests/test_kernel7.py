@@ -1,5 +1,5 @@
 """The generated code on a second kernel: Debian sid's newest 7.x under
-qemu-system-x86_64 (tests/guest.py), where a registration longer than 32
+qemu-system-x86_64 (tests/helpers/guest.py), where a registration longer than 32
 bytes is v2 mode (kernel-owned fields read-only) and glibc 2.43 registers at
 the feature size.
 
@@ -33,7 +33,7 @@ from pathlib import Path
 import pytest
 
 from conftest import generate, require_tool, ROOT, run_build
-from guest import XDIST_GROUP, GuestProgram, guest_programs
+from helpers.guest import XDIST_GROUP, GuestProgram, guest_programs
 from rseq_gen import abi
 from rseq_gen.probe import decide, extended_length
 from rseq_gen.protocols import ENVIRONMENT_VARIABLES, PROTOCOLS

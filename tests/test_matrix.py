@@ -74,7 +74,7 @@ class MatrixBuild:
     """Generates the four prefixes for one protocol and builds the programs
     once per (protocol, compiler, glibc) for the whole run, whichever
     pytest-xdist worker asks first; variants are built on first use.
-    ``glibc`` (a tests/glibcs.py Glibc, None: the host's) is the sysroot the
+    ``glibc`` (a tests/helpers/glibcs.py Glibc, None: the host's) is the sysroot the
     programs are compiled and linked against."""
 
     def __init__(self, root: Path, protocol: str, cc: str, glibc=None, generate_args: tuple = ()):
@@ -212,7 +212,7 @@ def strace_command(trace_dir: Path, seccomp_bpf: bool = True) -> list[str]:
 def run_matrix(binary: Path, extra_args, env_extra, tmp: Path, adds: str = ADDS,
                threads: str = THREADS, launcher=()):
     """Run the matrix program under strace; ``launcher`` goes before it (a
-    glibc's own dynamic loader, tests/glibcs.py)."""
+    glibc's own dynamic loader, tests/helpers/glibcs.py)."""
     trace_dir = tmp / "strace"
     trace_dir.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}

@@ -34,7 +34,7 @@ from pathlib import Path
 import pytest
 from elftools.elf.elffile import ELFFile
 from conftest import ROOT, run_build, run_rseq_gen
-from toolchains import TARGETS, Target
+from helpers.toolchains import TARGETS, Target
 
 from rseq_gen.arches import ARCHES
 from rseq_gen.probe import TP_STUBS

@@ -171,7 +171,7 @@ def test_readme_per_cpu_examples_work_in_both_modes(tmp_path):
                 (mode, owner, proc.stdout, proc.stderr)
 
 def test_apt_packages_reach_every_toolchain_the_preflight_checks():
-    from toolchains import packages
+    from helpers.toolchains import packages
 
     listed = set((ROOT / ".ci" / "apt-packages.txt").read_text().split())
     assert packages() <= listed, f"add to .ci/apt-packages.txt: {sorted(packages() - listed)}"

@@ -141,7 +141,7 @@ CHECKS = [
 #: Commands the tests run, each with the package that provides it.
 COMMANDS = {"strace": "strace", "ar": "binutils", "objdump": "binutils", "make": "make",
             "cmake": "cmake (pip install '.[test]')", "ninja": "ninja (pip install '.[test]')",
-            # the Linux 7.x guest (tests/guest.py)
+            # the Linux 7.x guest (tests/helpers/guest.py)
             "qemu-system-x86_64": "qemu-system-x86", "busybox": "busybox-static"}
 
 _HELLO = {"c": "#include <stdio.h>\n#include <errno.h>\n#include <pthread.h>\n"

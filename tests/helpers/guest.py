@@ -40,8 +40,8 @@ from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
 from conftest import locked
-from glibcs import KEYRING, FetchError, apt_dir, apt_run
-from toolchains import COMMANDS
+from helpers.glibcs import KEYRING, FetchError, apt_dir, apt_run
+from helpers.toolchains import COMMANDS
 
 #: Where the kernel comes from, as data.
 DEBIAN_SUITE = "sid"

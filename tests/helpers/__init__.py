@@ -1,0 +1,3 @@
+"""What the tests share that is not a test or a fixture: the toolchain table
+and its preflight (toolchains), the glibc releases fetched as sysroots and
+loaders (glibcs), and the Linux 7.x guest harness (guest)."""
