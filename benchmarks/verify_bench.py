@@ -33,7 +33,7 @@ if str(ROOT / "toolkit") not in sys.path:
     sys.path.insert(0, str(ROOT / "toolkit"))
 
 from rseq_gen.verify import check_path  # noqa: E402
-from rseq_gen.verify.checks import Context  # noqa: E402
+from rseq_gen.verify.model import Context  # noqa: E402
 
 SEARCH_DIRS = ("/usr/lib", "/usr/lib64", "/usr/local/lib", "/opt", "/usr/bin")
 DEFAULT_ARCHIVE = "/usr/lib/x86_64-linux-gnu/libc.a"

@@ -646,7 +646,7 @@ def test_symbol_lookup_through_an_anchor_finds_the_same(tmp_path):
     """find_symbols with an anchor (one scan for "rseq") finds exactly what
     one scan per name finds, tails of merged strings included."""
     from rseq_gen.elf import map_file, open_elf
-    from rseq_gen.verify.checks import _AREA_NAMES
+    from rseq_gen.verify.symbols import AREA_NAMES as _AREA_NAMES
     from rseq_gen.verify.recognise import NAMES
 
     names = list(dict.fromkeys(_AREA_NAMES + NAMES + ("rseq", "_rseq_size", "malloc")))

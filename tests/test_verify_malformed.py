@@ -13,7 +13,7 @@ import pytest
 
 from conftest import generate, require_tool, run_rseq_gen
 from rseq_gen.verify import check_path
-from rseq_gen.verify.checks import Context
+from rseq_gen.verify.model import Context
 
 
 # Its tests share one module-wide build: keep them on one pytest-xdist worker.

@@ -8,6 +8,7 @@ Adding an architecture means adding a row here and an ``arch/<template>`` file.
 from __future__ import annotations
 
 import platform
+import struct
 from dataclasses import dataclass, field
 
 from rseq_gen.errors import UsageError
@@ -46,6 +47,11 @@ class Arch:
     #: no "offset known yet?" test. None: no such data relocation (or not
     #: tested here); the fast paths keep the test.
     exe_tp_offset_data: str | None = None
+    #: ``void *f(void)`` returning the thread pointer, as machine code in the
+    #: target's instruction byte order, for the probe (rseq_gen.probe), where
+    #: Python has no other exact way to read it. None: the probe reads it
+    #: another way (x86_64: arch_prctl) or not at all.
+    tp_stub: bytes | None = None
 
     def sig_for(self, endian: str) -> int:
         if endian == "big" and self.sig_be is not None:
@@ -107,6 +113,8 @@ ARCHES: dict[str, Arch] = {
                     "tls_le_reloc": "ntpoff"},
             # R_386_TLS_LE_32: the negative offset %gs-relative accesses use.
             exe_tp_offset_data=".long {0}@ntpoff",
+            # mov %gs:0, %eax ; ret  (glibc keeps the TCB self pointer at %gs:0)
+            tp_stub=bytes.fromhex("65a100000000c3"),
         ),
         Arch(
             name="aarch64",
@@ -122,6 +130,8 @@ ARCHES: dict[str, Arch] = {
             cross_triple="aarch64-linux-gnu",
             qemu="qemu-aarch64",
             params={"be_macro": "__AARCH64EB__"},
+            # mrs x0, tpidr_el0 ; ret
+            tp_stub=struct.pack("<II", 0xD53BD040, 0xD65F03C0),
         ),
         Arch(
             name="arm",
@@ -137,6 +147,8 @@ ARCHES: dict[str, Arch] = {
             cross_triple="arm-linux-gnueabihf",
             qemu="qemu-arm",
             params={"be_macro": "__ARMEB__"},
+            # mrc p15, 0, r0, c13, c0, 3 ; bx lr   (ARM state)
+            tp_stub=struct.pack("<II", 0xEE1D0F70, 0xE12FFF1E),
         ),
         Arch(
             name="ppc64le",
@@ -152,6 +164,8 @@ ARCHES: dict[str, Arch] = {
             cross_triple="powerpc64le-linux-gnu",
             qemu="qemu-ppc64le",
             params={"tp_reg": "13"},
+            # mr r3, r13 ; blr   (ELFv2: a code address is callable as is)
+            tp_stub=struct.pack("<II", 0x7DA36B78, 0x4E800020),
         ),
         Arch(
             name="ppc64",
@@ -182,6 +196,8 @@ ARCHES: dict[str, Arch] = {
             cross_triple="powerpc-linux-gnu",
             qemu="qemu-ppc",
             params={"tp_reg": "2"},
+            # mr r3, r2 ; blr
+            tp_stub=struct.pack(">II", 0x7C431378, 0x4E800020),
         ),
         Arch(
             name="s390x",
@@ -196,6 +212,8 @@ ARCHES: dict[str, Arch] = {
             machine_names=("s390x",),
             cross_triple="s390x-linux-gnu",
             qemu="qemu-s390x",
+            # ear %r2,%a0 ; sllg %r2,%r2,32 ; ear %r2,%a1 ; br %r14
+            tp_stub=bytes.fromhex("b24f0020" "eb220020000d" "b24f0021" "07fe"),
         ),
         Arch(
             name="riscv64",
@@ -210,6 +228,8 @@ ARCHES: dict[str, Arch] = {
             machine_names=("riscv64",),
             cross_triple="riscv64-linux-gnu",
             qemu="qemu-riscv64",
+            # mv a0, tp ; ret
+            tp_stub=struct.pack("<II", 0x00020513, 0x00008067),
         ),
         Arch(
             name="loongarch64",
@@ -225,6 +245,8 @@ ARCHES: dict[str, Arch] = {
             # No Debian bookworm cross gcc: the tests use zig cc (PyPI ziglang).
             cross_triple=None,
             qemu="qemu-loongarch64",
+            # move $a0, $tp ; jirl $zero, $ra, 0
+            tp_stub=struct.pack("<II", 0x00150044, 0x4C000020),
         ),
     )
 }
@@ -253,3 +275,66 @@ def parse_arch_list(text: str | None) -> list[Arch]:
         if arch not in out:
             out.append(arch)
     return out
+
+
+# ---------------------------------------------------------------------------
+# What the verifier reads in files of each ELF machine (generated or not).
+
+@dataclass(frozen=True)
+class ElfMachine:
+    """Relocation numbers of one ELF machine (psABI documents, glibc elf.h
+    spellings in the comments), and the name and RSEQ_SIG the verifier
+    uses for a file no row of ARCHES matches (another class or byte order)."""
+    name: str
+    sig: int
+    sig_be: int | None
+    #: Absolute data relocations (S + A): type -> width in bytes.
+    abs_relocs: dict
+    #: R_*_RELATIVE.
+    relative: int
+    #: Paired ADD/SUB relocations of a label difference (RISC-V, LoongArch).
+    add_relocs: frozenset = frozenset()
+    sub_relocs: frozenset = frozenset()
+    #: Static initial-exec TLS relocations (in a .o).
+    ie_relocs: frozenset = frozenset()
+    #: Dynamic TPOFF relocations (in a linked file).
+    tpoff_relocs: frozenset = frozenset()
+
+
+ELF_MACHINES: dict[str, ElfMachine] = {
+    # R_X86_64_64, R_X86_64_32; RELATIVE; GOTTPOFF; TPOFF64
+    "EM_X86_64": ElfMachine("x86_64", 0x53053053, None, {1: 8, 10: 4}, 8,
+                            ie_relocs=frozenset({22}), tpoff_relocs=frozenset({18})),
+    # R_386_32; RELATIVE; TLS_IE, TLS_GOTIE, TLS_IE_32; TLS_TPOFF, TLS_TPOFF32
+    "EM_386": ElfMachine("i386", 0x53053053, None, {1: 4}, 8,
+                         ie_relocs=frozenset({15, 16, 33}), tpoff_relocs=frozenset({14, 37})),
+    # R_AARCH64_ABS64, ABS32; RELATIVE; TLSIE_ADR_GOTTPREL_PAGE21, _LD64_GOTTPREL_LO12_NC; TLS_TPREL
+    "EM_AARCH64": ElfMachine("aarch64", 0xD428BC00, 0x00BC28D4, {257: 8, 258: 4}, 1027,
+                             ie_relocs=frozenset({541, 542}), tpoff_relocs=frozenset({1030})),
+    # R_ARM_ABS32; RELATIVE; TLS_IE32; TLS_TPOFF32
+    "EM_ARM": ElfMachine("arm", 0xE7F5DEF3, 0xF3DEF5E7, {2: 4}, 23,
+                         ie_relocs=frozenset({107}), tpoff_relocs=frozenset({19})),
+    # R_PPC64_ADDR64, ADDR32; RELATIVE; GOT_TPREL16_*; TPREL64
+    "EM_PPC64": ElfMachine("ppc64", 0x0FE5000B, None, {38: 8, 1: 4}, 22,
+                           ie_relocs=frozenset({87, 88, 89, 90}), tpoff_relocs=frozenset({73})),
+    # R_PPC_ADDR32; RELATIVE; GOT_TPREL16_*; TPREL32
+    "EM_PPC": ElfMachine("ppc", 0x0FE5000B, None, {1: 4}, 22,
+                         ie_relocs=frozenset({87, 88, 89, 90}), tpoff_relocs=frozenset({73})),
+    # R_390_64, R_390_32; RELATIVE; TLS_GOTIE12, TLS_GOTIE32, TLS_IEENT; TLS_TPOFF
+    "EM_S390": ElfMachine("s390x", 0xB2FF0FFF, None, {22: 8, 4: 4}, 12,
+                          ie_relocs=frozenset({41, 42, 53}), tpoff_relocs=frozenset({56})),
+    # R_RISCV_64, R_RISCV_32; RELATIVE; ADD32/64, SUB32/64; TLS_GOT_HI20; TLS_TPREL64
+    "EM_RISCV": ElfMachine("riscv64", 0xF1401073, None, {2: 8, 1: 4}, 3,
+                           add_relocs=frozenset({35, 36}), sub_relocs=frozenset({39, 40}),
+                           ie_relocs=frozenset({21}), tpoff_relocs=frozenset({11})),
+    # R_LARCH_64, R_LARCH_32; RELATIVE; ADD32/64, SUB32/64; TLS_IE_*; TLS_TPREL64
+    "EM_LOONGARCH": ElfMachine("loongarch64", 0x002A0010, None, {2: 8, 1: 4}, 3,
+                               add_relocs=frozenset({50, 51}), sub_relocs=frozenset({55, 56}),
+                               ie_relocs=frozenset({93, 94, 95, 96}), tpoff_relocs=frozenset({10})),
+}
+
+#: Names of machine variants no ARCHES row generates for but the verifier
+#: names: (e_machine, ELF class, byte order) -> name.
+ELF_VARIANT_NAMES: dict[tuple[str, int, str], str] = {
+    ("EM_S390", 32, "big"): "s390",
+}

@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from rseq_gen import __version__, abi, operations
+from rseq_gen import __version__, abi, names, operations
 from rseq_gen.arches import ARCHES
 from rseq_gen.fsutil import write_all_atomic
 from rseq_gen.protocols import DEFAULT_PROTOCOL, PROTOCOLS
@@ -69,18 +69,8 @@ def _symbol_table(opts: GenerateOptions) -> list[dict]:
         return {"name": name, "role": role, "st_type": st_type, "st_bind": st_bind,
                 "st_visibility": st_visibility, "st_size": size, "align": align}
 
-    out = [sym(f"{P}_{fn}", "defined", "STT_FUNC", "STB_GLOBAL", None, None) for fn in (
-        "register_current_thread", "unregister_current_thread", "owner",
-        "node_id_available", "mm_cid_available", "registration_count",
-        "registration_errno", "_thread_area_offset", "_current_cpu_slow",
-        "_current_cpu_raw_slow", "_current_node_id_slow", "_percpu_counter_add_slow", "_area_slow",
-        "_mmcid_index_slow", "_kernel_mm_cid_slow", "_mmcid_counter_add_slow",
-        "max_cpus", "max_mm_cids", "pool_create", "pool_alloc", "pool_free",
-        "pool_destroy", "pool_copies")]
-    out += [sym(v.slow(P), "defined", "STT_FUNC", "STB_GLOBAL", None, None)
-            for v in operations.variants()]
-    out.append(sym(f"{P}_rseq_area_offset", "defined", "STT_OBJECT", "STB_GLOBAL", ptr, ptr))
-    out.append(sym(f"{P}_rseq_mmcid_area_offset", "defined", "STT_OBJECT", "STB_GLOBAL", ptr, ptr))
+    out = [sym(name, "defined", "STT_FUNC", "STB_GLOBAL", None, None) for name in names.functions(P)]
+    out += [sym(name, "defined", "STT_OBJECT", "STB_GLOBAL", ptr, ptr) for name in names.variables(P)]
     proto = opts.protocol
     area_size, area_align = const(opts.registration.area_size), const(opts.registration.area_align)
     if proto.area == "shared":
@@ -182,7 +172,7 @@ def render(opts: GenerateOptions) -> Generated:
 
 def _generator_sources() -> list[Path]:
     """Python files whose change must regenerate (the generator itself)."""
-    names = ("generate.py", "settings.py", "protocols.py", "arches.py", "abi.py",
+    names = ("generate.py", "settings.py", "protocols.py", "arches.py", "abi.py", "names.py",
              "operations.py", "templating.py", "__init__.py")
     return [PACKAGE_DIR / n for n in names]
 

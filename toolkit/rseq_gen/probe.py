@@ -24,7 +24,6 @@ import errno
 import json
 import mmap
 import os
-import platform
 import re
 import struct
 import subprocess
@@ -35,29 +34,11 @@ from rseq_gen.arches import ARCHES
 
 AT_SECURE = 23
 
-#: Tiny functions ``void *f(void)`` returning the thread pointer, as machine
-#: code, for architectures where Python has no other exact way to read it.
-#: Byte strings in the target's instruction byte order. Executed from an
-#: mmap'ed page through ctypes; the area is then read through /proc/self/mem,
-#: so a wrong thread pointer cannot crash the probe, only fail the checks.
-TP_STUBS: dict[str, bytes] = {
-    # mov %gs:0, %eax ; ret  (glibc keeps the TCB self pointer at %gs:0)
-    "i386": bytes.fromhex("65a100000000c3"),
-    # mrs x0, tpidr_el0 ; ret
-    "aarch64": struct.pack("<II", 0xD53BD040, 0xD65F03C0),
-    # mrc p15, 0, r0, c13, c0, 3 ; bx lr   (ARM state)
-    "arm": struct.pack("<II", 0xEE1D0F70, 0xE12FFF1E),
-    # mv a0, tp ; ret
-    "riscv64": struct.pack("<II", 0x00020513, 0x00008067),
-    # move $a0, $tp ; jirl $zero, $ra, 0
-    "loongarch64": struct.pack("<II", 0x00150044, 0x4C000020),
-    # mr r3, r13 ; blr   (ELFv2: a code address is callable as is)
-    "ppc64le": struct.pack("<II", 0x7DA36B78, 0x4E800020),
-    # mr r3, r2 ; blr
-    "ppc32": struct.pack(">II", 0x7C431378, 0x4E800020),
-    # ear %r2,%a0 ; sllg %r2,%r2,32 ; ear %r2,%a1 ; br %r14
-    "s390x": bytes.fromhex("b24f0020" "eb220020000d" "b24f0021" "07fe"),
-}
+#: The thread-pointer stubs of rseq_gen.arches (``Arch.tp_stub``), by
+#: architecture. Executed from an mmap'ed page through ctypes; the area is
+#: then read through /proc/self/mem, so a wrong thread pointer cannot crash
+#: the probe, only fail the checks.
+TP_STUBS: dict[str, bytes] = {a.name: a.tp_stub for a in ARCHES.values() if a.tp_stub is not None}
 
 ARCH_SET_FS, ARCH_GET_FS = 0x1002, 0x1003
 NR_ARCH_PRCTL_X86_64 = 158

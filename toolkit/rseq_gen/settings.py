@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, fields
 
-from rseq_gen.abi import DEFAULT_REGISTRATION, REGISTRATION_MODES, RegistrationMode
+from rseq_gen.abi import AREA_SIZE, DEFAULT_REGISTRATION, REGISTRATION_MODES, RegistrationMode
 from rseq_gen.arches import Arch, parse_arch_list
 from rseq_gen.errors import UsageError
 from rseq_gen.protocols import DEFAULT_PROTOCOL, Protocol, get_protocol
@@ -73,3 +73,26 @@ class GenerateOptions:
 
 def option_docs() -> dict[str, str]:
     return {f.name: f.metadata.get("doc", "") for f in fields(GenerateOptions)}
+
+
+def parse_note(desc: bytes) -> dict | None:
+    """The options an rseq-gen note's text records (None: not such a note)."""
+    text = desc.split(b"\0", 1)[0].decode("utf-8", "replace")
+    out = {}
+    for part in text.split(";"):
+        key, sep, value = part.partition("=")
+        if not sep:
+            return None
+        out[key.strip()] = value.strip()
+    if "protocol" not in out:
+        return None
+    out["dlopen_safe"] = out.get("dlopen_safe") == "1"
+    out["arches"] = [a for a in out.get("arches", "").split(",") if a]
+    # Notes from before --registration: the 32-byte legacy registration.
+    out.setdefault("registration", "legacy")
+    try:
+        out["max_len"] = int(out.get("max_len", AREA_SIZE))
+    except ValueError:
+        return None
+    out["desc"] = text
+    return out

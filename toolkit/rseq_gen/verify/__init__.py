@@ -115,7 +115,7 @@ def check_path(path: str, ctx) -> dict:
 def execute(args: argparse.Namespace) -> int:
     from concurrent.futures import ProcessPoolExecutor
 
-    from rseq_gen.verify.checks import Context
+    from rseq_gen.verify.model import Context
     from rseq_gen.verify.core import Processes, _attach_sources, build_report
     from rseq_gen.verify.core import check_path as _check
     from rseq_gen.verify.output import render

@@ -7,6 +7,8 @@ DT_RUNPATH), LD_LIBRARY_PATH, DT_RUNPATH of the requester, /etc/ld.so.cache,
 then the default directories. ``$ORIGIN`` is the directory of the object
 that carries the path. Candidates of another ELF class or machine are
 skipped, as ld.so does.
+
+Rules: RSEQ701 closure-unresolved.
 """
 
 from __future__ import annotations
@@ -236,3 +238,10 @@ def resolve(root_path: str, root_elf, env: dict | None = None, preload=()) -> Cl
             closure.loaded.append(entry)
             queue.append((entry, chain_rpaths))
     return closure
+
+
+def unresolved_findings(unresolved: list[dict], add) -> None:
+    """RSEQ701 closure-unresolved for each DT_NEEDED name the search did
+    not find (``add(rule_id, **fields)``)."""
+    for u in unresolved:
+        add("RSEQ701", needed=u["needed"], by=u["by"], searched=", ".join(u["searched"]) or "nowhere")

@@ -9,10 +9,10 @@ import struct
 
 from rseq_gen import __version__, abi
 from rseq_gen.elf import ElfError, map_file, open_elf
-from rseq_gen.rules import RULES
-from rseq_gen.verify import recognise
 from rseq_gen.verify.ar import ArchiveError, is_archive, read_members
-from rseq_gen.verify.checks import Context, Unit, analyze, arch_facts, protocol_conflicts
+from rseq_gen.verify.checks import analyze, conflicts, glibc, manifest
+from rseq_gen.verify.machine import arch_facts
+from rseq_gen.verify.model import Context, Facts, Unit, finding
 from rseq_gen.verify.output import REPORT_VERSION
 
 
@@ -79,12 +79,17 @@ def _check_path(path: str, ctx: Context, out: dict) -> None:
     if problem:
         out["errors"].append({"file": path, "member": None, "message": problem})
         return
-    result["notes"] = facts["notes"]
-    result["adopters"] = facts["adopters"]
-    result["critical_sections"] = facts["critical_sections"]
-    out["facts"] = facts
+    _record(out, facts)
     out["findings"] += unit.findings
-    protocol_conflicts([(path, facts)], lambda rid, **kw: _add(out["findings"], rid, path, None, **kw))
+    conflicts.check([(path, facts)], lambda rid, **kw: out["findings"].append(finding(rid, path, **kw)))
+
+
+def _record(out: dict, facts: Facts) -> None:
+    """The facts of a checked input, and what the report's file row shows of them."""
+    out["facts"] = facts
+    out["file"]["notes"] = list(facts.notes)
+    out["file"]["adopters"] = list(facts.adopters)
+    out["file"]["critical_sections"] = dict(facts.critical_sections)
 
 
 #: Low-level failures while reading an inconsistent file (an offset out of
@@ -99,14 +104,6 @@ def _analyze(unit: Unit, ctx: Context):
         return None, str(exc)
     except _DECODE_ERRORS as exc:
         return None, f"malformed ELF: inconsistent contents ({type(exc).__name__}: {exc})"
-
-
-def _add(findings: list, rule_id: str, file: str, member, **fields) -> None:
-    rule = RULES[rule_id]
-    findings.append({"rule": rule.id, "name": rule.name, "severity": rule.severity,
-                     "message": rule.message.format(**fields), "fix": rule.fix, "file": file,
-                     "member": member, "symbol": None, "section": None, "address": None,
-                     "source": None})
 
 
 def _check_archive(path: str, data, ctx: Context, out: dict) -> None:
@@ -141,47 +138,19 @@ def _check_archive(path: str, data, ctx: Context, out: dict) -> None:
         if problem:
             out["errors"].append({"file": path, "member": m.name, "message": problem})
             continue
-        if facts["defines_glibc_rseq"]:
-            for name in abi.GLIBC_SYMBOLS:
-                defined_glibc.add(name)
+        if facts.defines_glibc_rseq:
+            defined_glibc.update(abi.GLIBC_SYMBOLS)
         facts_list.append((f"{path}({m.name})", facts))
         findings += unit.findings
-        result["notes"] += facts["notes"]
-        for k, v in facts["critical_sections"].items():
-            result["critical_sections"][k] += v
-    # A reference satisfied by another member of the same archive (libc.a
-    # itself) does not depend on the glibc the program later runs on.
-    findings = [f for f in findings
-                if not (f["rule"] == "RSEQ201" and f["symbol"] in defined_glibc)]
+    findings = glibc.drop_satisfied_in_archive(findings, defined_glibc)
     if ctx.manifest and facts_list:
-        # The manifest describes one generated object: it only has to be in
-        # one member. Keep its findings for the member carrying the note, if any.
         desc = (ctx.manifest.get("note") or {}).get("desc")
-        carriers = {lbl for lbl, fc in facts_list if any(n["desc"] == desc for n in fc["notes"])}
-        manifest_rules = {"RSEQ601", "RSEQ602", "RSEQ603"}
-        findings = [f for f in findings if f["rule"] not in manifest_rules
-                    or (carriers and f"{path}({f['member']})" in carriers)]
-        if not carriers:
-            _add(findings, "RSEQ603", path, None, desc=desc)
+        carriers = {lbl for lbl, fc in facts_list if any(n["desc"] == desc for n in fc.notes)}
+        findings = manifest.archive_findings(findings, ctx, path, carriers,
+                                             lambda rid, **kw: finding(rid, path, **kw))
     out["findings"] += findings
-    # An archive is one library: its adopter signature spans the members
-    # (librseq.a has the registration API and the mempool in two objects).
-    signature: dict = {}
-    for _, fc in facts_list:
-        for name, sym in fc["signature"].items():
-            signature.setdefault(name, sym)
-    notes = [n for _, fc in facts_list for n in fc["notes"]]
-    elfclass = result["elfclass"] or 64
-    merged = {"notes": notes,
-              "defines_abi": any(fc["defines_abi"] for _, fc in facts_list),
-              "abi_exported": any(fc["abi_exported"] for _, fc in facts_list),
-              "defines_glibc_rseq": any(fc["defines_glibc_rseq"] for _, fc in facts_list),
-              "signature": signature,
-              "adopters": recognise.adopters_of(signature, notes, elfclass),
-              "glibc_refs": []}
-    out["facts"] = merged
-    result["adopters"] = merged["adopters"]
-    protocol_conflicts(facts_list, lambda rid, **kw: _add(out["findings"], rid, path, None, **kw))
+    _record(out, Facts.merge([fc for _, fc in facts_list], result["elfclass"] or 64))
+    conflicts.check(facts_list, lambda rid, **kw: out["findings"].append(finding(rid, path, **kw)))
 
 
 # ---------------------------------------------------------------------------
@@ -281,17 +250,17 @@ class Processes:
 
         root = c["root"]
 
-        def add(rule_id, **fields):
-            _add(findings, rule_id, root, None, **fields)
+        from rseq_gen.verify.closure import unresolved_findings
 
-        for u in c["unresolved"]:
-            add("RSEQ701", needed=u["needed"], by=u["by"], searched=", ".join(u["searched"]) or "nowhere")
+        def add(rule_id, **fields):
+            findings.append(finding(rule_id, root, **fields))
+
+        unresolved_findings(c["unresolved"], add)
         modules = [{"path": l["path"], "facts": self.facts(l["path"]), "loaded": l["loaded"]}
                    for l in c["loaded"]]
-        protocol_conflicts([(m["path"], m["facts"]) for m in modules if m["facts"]], add)
+        conflicts.check([(m["path"], m["facts"]) for m in modules if m["facts"]], add)
         c["prediction"] = prediction.predict(modules, None if c["kind"] == "closure" else "unknown",
                                              self.min_glibc)
-        add("RSEQ702", summary=prediction.owner_summary(c["prediction"]))
         prediction.findings(c["prediction"], modules, add)
         return c
 
@@ -314,17 +283,17 @@ def _attach_sources(findings: list, manifest: dict | None, inputs: set) -> None:
             base = manifest.get("output_dir") or ""
             fallback = {"file": os.path.join(base, src) if not os.path.isabs(src) else src, "line": None}
     by_symbol = {s["name"]: s.get("source") for s in manifest.get("symbols", []) if s.get("source")}
-    for f in findings:
-        if f["file"] not in inputs or f.get("source"):
+    for i, f in enumerate(findings):
+        if f.file not in inputs or f.source:
             continue
-        src = by_symbol.get(f.get("symbol") or "")
-        f["source"] = dict(src) if src else (dict(fallback) if fallback else None)
+        findings[i] = f.with_source(by_symbol.get(f.symbol or "") or fallback)
 
 
 def build_report(args, files, findings, errors, closures) -> dict:
+    """The JSON report (rseq_gen/verify-schema.json); ``findings`` are Finding rows."""
     fail_levels = {"error"} | ({"warning"} if args.fail_on == "warning" else set())
-    counts = {s: sum(1 for f in findings if f["severity"] == s) for s in ("error", "warning", "note")}
-    exit_code = 2 if errors else (1 if any(f["severity"] in fail_levels for f in findings) else 0)
+    counts = {s: sum(1 for f in findings if f.severity == s) for s in ("error", "warning", "note")}
+    exit_code = 2 if errors else (1 if any(f.severity in fail_levels for f in findings) else 0)
     return {
         "version": REPORT_VERSION,
         "tool": {"name": "rseq-gen", "version": __version__},
@@ -340,7 +309,7 @@ def build_report(args, files, findings, errors, closures) -> dict:
             "fail_on": args.fail_on,
         },
         "files": files,
-        "findings": findings,
+        "findings": [f.as_dict() for f in findings],
         "errors": errors,
         "closures": closures,
         "summary": {"files": len(files), "errors": counts["error"], "warnings": counts["warning"],

@@ -6,7 +6,15 @@ modules get a fast path, the peers' states, and the conflicts as findings.
 A module is one member per adopter it holds (rseq_gen.verify.recognise):
 each rseq-gen note is a member labelled ``"<file>:<prefix>"``, any other
 adopter a member labelled ``"<file>"``. glibc is not a member: the
-environment says whether it registers.
+environment says whether it registers. A module whose generated names an
+earlier module in lookup order also exports (both built with
+``--visibility default``) is no member either: every reference its code
+makes binds to the earlier module's definitions, so it runs that module's
+code and protocol (RSEQ507 reports it).
+
+Rules: RSEQ702 registration-owner, RSEQ703 peer-broken, RSEQ704
+rseq-abi-shadowed, RSEQ705 peer-slow-under-glibc, RSEQ706
+cpu-id-start-overlay, RSEQ707 peer-slow-mode, RSEQ708 module-on-fallbacks.
 """
 
 from __future__ import annotations
@@ -17,6 +25,8 @@ from rseq_gen import coexistence
 from rseq_gen.adopters import ADOPTERS, LIBC_ENVIRONMENT_TITLES, LIBC_ENVIRONMENTS, LIBC_REGISTERS
 from rseq_gen.coexistence import ORDERS, THREADS, Member
 from rseq_gen.protocols import PROTOCOLS
+from rseq_gen.verify.checks.conflicts import interposers
+from rseq_gen.verify.model import Facts
 
 #: The libc a closure runs on, from the files it loads: a glibc that
 #: publishes the rseq ABI is recognised by its symbols (ld.so, or libc.a in
@@ -62,16 +72,18 @@ def members_of(modules: list[dict]) -> tuple[list[dict], list[Member]]:
     rseq-gen notes), while separate start-up files run theirs in the reverse
     of lookup order: ``init`` ranks both (lower runs first)."""
     rows, members = [], []
+    interposed = interposers([(m["path"], m["facts"]) for m in modules if m["facts"]])
     for index, mod in enumerate(modules):
-        facts = mod["facts"] or {}
+        facts = mod["facts"] or Facts()
         path, loaded = mod["path"], mod["loaded"]
         here = []
-        notes = [n for n in facts.get("notes", []) if n["protocol"] in PROTOCOLS]
+        notes = [n for n in facts.notes if n["protocol"] in PROTOCOLS
+                 and (path, n.get("prefix")) not in interposed]
         for n in notes:
             prefix = n.get("prefix")
             here.append(({"label": f"{path}:{prefix or n['protocol']}", "file": path, "adopter": "rseq-gen",
                           "protocol": n["protocol"], "prefix": prefix, "loaded": loaded}, False))
-        peers = [a["name"] for a in facts.get("adopters", []) if a["name"] not in ("rseq-gen", "glibc")]
+        peers = [a["name"] for a in facts.adopters if a["name"] not in ("rseq-gen", "glibc")]
         for i, name in enumerate(peers):
             label = path if i == 0 else f"{path}({name})"
             here.append(({"label": label, "file": path, "adopter": name, "protocol": None, "prefix": None,
@@ -86,7 +98,7 @@ def members_of(modules: list[dict]) -> tuple[list[dict], list[Member]]:
 
 
 def libc_of(modules: list[dict]) -> str | None:
-    glibc = [m for m in modules if any(a["name"] == "glibc" for a in (m["facts"] or {}).get("adopters", []))]
+    glibc = [m for m in modules if any(a["name"] == "glibc" for a in (m["facts"] or Facts()).adopters)]
     if glibc:
         # glibc's symbols in a file that is not its dynamic linker: libc.a
         # linked into a static executable.
@@ -186,7 +198,7 @@ def _shadowing(rows: list[dict], modules: list[dict]) -> dict[str, str]:
     that needs its own __rseq_abi while another module's comes first in
     lookup order (start-up modules, in order; a dlopen'd module binds to a
     start-up definition when there is one)."""
-    exported = {m["path"] for m in modules if (m["facts"] or {}).get("abi_exported")}
+    exported = {m["path"] for m in modules if m["facts"] and m["facts"].abi_exported}
     definers = [m["path"] for m in modules if m["loaded"] == "startup" and m["path"] in exported]
     out = {}
     for r in rows:
@@ -205,8 +217,9 @@ def _alone(row: dict, env: str, first: str) -> coexistence.Prediction:
 
 
 def findings(prediction: dict, modules: list[dict], add) -> None:
-    """``add(rule_id, **fields)`` for each conflict the prediction shows in
-    the environments the closure can meet."""
+    """``add(rule_id, **fields)``: RSEQ702 (who registers), then each
+    conflict the prediction shows in the environments the closure can meet."""
+    add("RSEQ702", summary=owner_summary(prediction))
     rows = {r["label"]: r for r in prediction["members"]}
     shadowed = _shadowing(prediction["members"], modules)
 
