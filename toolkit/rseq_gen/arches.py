@@ -47,6 +47,16 @@ class Arch:
     #: no "offset known yet?" test. None: no such data relocation (or not
     #: tested here); the fast paths keep the test.
     exe_tp_offset_data: str | None = None
+    #: The area offset that stands for "no area" (not known yet, or the
+    #: thread has none): a value no area can have. 0 where the thread pointer
+    #: addresses the TCB, so that no TLS variable sits at offset 0 (x86 and
+    #: s390x keep TLS below it, aarch64 and arm after a TCB at it): the test
+    #: is then one compare with zero. Where TLS starts at the thread pointer
+    #: (riscv64, loongarch64) or 0x7000 bytes below it (powerpc, whose static
+    #: TLS can reach offset 0), a module's first TLS variable may sit at
+    #: offset 0, so "no area" is 1: no area is at an odd offset (32-byte
+    #: aligned, from a thread pointer aligned to at least 8).
+    no_area_offset: int = 0
     #: ``void *f(void)`` returning the thread pointer, as machine code in the
     #: target's instruction byte order, for the probe (rseq_gen.probe), where
     #: Python has no other exact way to read it. None: the probe reads it
@@ -164,6 +174,7 @@ ARCHES: dict[str, Arch] = {
             cross_triple="powerpc64le-linux-gnu",
             qemu="qemu-ppc64le",
             params={"tp_reg": "13"},
+            no_area_offset=1,
             # mr r3, r13 ; blr   (ELFv2: a code address is callable as is)
             tp_stub=struct.pack("<II", 0x7DA36B78, 0x4E800020),
         ),
@@ -181,6 +192,7 @@ ARCHES: dict[str, Arch] = {
             cross_triple="powerpc64-linux-gnu",
             qemu="qemu-ppc64",
             params={"tp_reg": "13"},
+            no_area_offset=1,
         ),
         Arch(
             name="ppc32",
@@ -196,6 +208,7 @@ ARCHES: dict[str, Arch] = {
             cross_triple="powerpc-linux-gnu",
             qemu="qemu-ppc",
             params={"tp_reg": "2"},
+            no_area_offset=1,
             # mr r3, r2 ; blr
             tp_stub=struct.pack(">II", 0x7C431378, 0x4E800020),
         ),
@@ -228,6 +241,7 @@ ARCHES: dict[str, Arch] = {
             machine_names=("riscv64",),
             cross_triple="riscv64-linux-gnu",
             qemu="qemu-riscv64",
+            no_area_offset=1,
             # mv a0, tp ; ret
             tp_stub=struct.pack("<II", 0x00020513, 0x00008067),
         ),
@@ -245,6 +259,7 @@ ARCHES: dict[str, Arch] = {
             # No Debian bookworm cross gcc: the tests use zig cc (PyPI ziglang).
             cross_triple=None,
             qemu="qemu-loongarch64",
+            no_area_offset=1,
             # move $a0, $tp ; jirl $zero, $ra, 0
             tp_stub=struct.pack("<II", 0x00150044, 0x4C000020),
         ),
