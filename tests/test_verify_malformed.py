@@ -5,13 +5,14 @@ A bad input is one clear line; the other inputs are still checked."""
 
 from __future__ import annotations
 
+import os
 import struct
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from conftest import generate, require_tool, run_rseq_gen
+from conftest import RSEQ_GEN, generate, require_tool, run_rseq_gen
 from rseq_gen.verify import check_path
 from rseq_gen.verify.model import Context
 
@@ -216,3 +217,14 @@ def test_fuzz_no_uncaught_exception(samples, tmp_path, edits, cut, which):
     if cut is not None:
         data = data[:cut % (len(data) + 1)]
     _check(tmp_path, bytes(data))
+
+
+def test_reader_gone_is_quiet(tmp_path):
+    """`rseq-gen verify ... | head -0`: the report meets a pipe with no
+    reader; verify stops with exit code 1 and says nothing (no traceback,
+    no "Broken pipe" error line)."""
+    proc = subprocess.Popen([*RSEQ_GEN, "verify", "--format", "json", "/bin/true"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=dict(os.environ))
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 1 and err == b"", err

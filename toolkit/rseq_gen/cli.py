@@ -1,17 +1,17 @@
 """Command-line entry point. Each subcommand lives in its own module with
-``configure_parser(sub)`` and ``execute(args)``."""
+``configure_parser(sub)`` and ``execute(args)``; importing one builds only
+its parser (the work is imported when it runs)."""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
-from rseq_gen import __version__
+from rseq_gen import __version__, demo, generate, probe, verify
 from rseq_gen.errors import UsageError
 
 #: Subcommand modules, in --help order.
-SUBCOMMANDS = ("generate", "verify", "demo", "probe")
+SUBCOMMANDS = (generate, verify, demo, probe)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -28,13 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cmakedir", action="store_true",
                         help="print the directory of RseqGenConfig.cmake (for -DRseqGen_DIR=...)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name in SUBCOMMANDS:
-        try:
-            module = importlib.import_module(f"rseq_gen.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"rseq_gen.{name}":
-                raise
-            continue
+    for module in SUBCOMMANDS:
         module.configure_parser(sub)
     return parser
 
@@ -56,6 +50,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rseq-gen: error: {exc}" if not str(exc).startswith("rseq-gen") else f"{exc}",
               file=sys.stderr)
         return exc.exit_code
+    except BrokenPipeError:
+        # the reader went away (`rseq-gen verify ... | head`): not an error of
+        # ours; point stdout at /dev/null so the interpreter's final flush is quiet
+        import os
+
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 1
     except OSError as exc:
         # an unwritable output directory, a path that is a file, a full disk
         where = f": {exc.filename}" if exc.filename else ""
@@ -63,5 +67,3 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:
-        return 1

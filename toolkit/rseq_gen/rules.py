@@ -210,7 +210,6 @@ RULE_LIST = (
 )
 
 RULES = {r.id: r for r in RULE_LIST}
-RULES_BY_NAME = {r.name: r for r in RULE_LIST}
 
 
 def render_markdown() -> str:

@@ -10,7 +10,7 @@ import os
 from rseq_gen import __version__
 from rseq_gen.adopters import LIBC_ENVIRONMENT_TITLES
 from rseq_gen.coexistence import THREADS
-from rseq_gen.rules import RULE_LIST, RULES
+from rseq_gen.rules import RULE_LIST
 
 REPORT_VERSION = 2
 RULES_URI = "docs/rules.md"
@@ -257,7 +257,3 @@ def render_github(report: dict) -> str:
     lines.append(f"rseq-gen verify: {s['files']} file(s), {s['errors']} error(s), {s['warnings']} "
                  f"warning(s), {s['notes']} note(s), {s['unreadable']} unreadable input(s){more}")
     return "\n".join(lines) + "\n"
-
-
-def rule_ids() -> list[str]:
-    return list(RULES)

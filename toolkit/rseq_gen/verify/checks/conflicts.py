@@ -8,6 +8,8 @@ through rseq_gen.verify.checks.area, RSEQ110 across modules).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from rseq_gen.protocols import PROTOCOLS
 from rseq_gen.verify.checks import area
 
@@ -40,7 +42,14 @@ def owners_from(facts_by_file: list) -> dict:
 
 def check(facts_by_file: list, add) -> None:
     """``add(rule_id, **fields)`` for every conflict between the images
-    ``facts_by_file`` ((label, Facts), in load order)."""
+    ``facts_by_file`` ((label, Facts), in load order). A module interposed
+    by an earlier one (RSEQ507) runs that one's code: it takes part in no
+    other conflict."""
+    _interposed_prefixes(facts_by_file, add)
+    gone = interposers(facts_by_file)
+    facts_by_file = [(label, replace(facts, notes=tuple(n for n in facts.notes
+                                                          if (label, n.get("prefix")) not in gone)))
+                     for label, facts in facts_by_file]
     o = owners_from(facts_by_file)
     private, shared = o["private"], o["shared"] + o["foreign"]
     if len(private) >= 2:
@@ -52,7 +61,6 @@ def check(facts_by_file: list, add) -> None:
     if aware and unaware:
         add("RSEQ503", a=aware[0][1], b=unaware[0][1])
     _registration_conflicts(facts_by_file, add)
-    _interposed_prefixes(facts_by_file, add)
 
 
 def _registration_conflicts(facts_by_file, add) -> None:

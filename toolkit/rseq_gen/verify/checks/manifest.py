@@ -5,11 +5,14 @@ visibility, size and alignment, and a critical section for every operation.
 Rules: RSEQ601 manifest-symbol-missing, RSEQ602 manifest-symbol-mismatch,
 RSEQ603 manifest-note-missing, RSEQ604 manifest-operation-without-sequence.
 
-Visibility after the link: the static linker turns a hidden symbol into a
-local one (STB_LOCAL, and st_other back to STV_DEFAULT) and leaves it out of
-.dynsym; a default-visibility name a version script lists under ``local:``
-looks the same, which is why the manifest's ``version_script_globals`` say
-which names a version script must keep global.
+Visibility after the link: a hidden symbol is never in .dynsym, and its
+.symtab entry is what the linker leaves: GNU ld 2.40 makes it STB_LOCAL
+with STV_DEFAULT in a shared library and keeps it STB_GLOBAL with
+STV_HIDDEN in an executable; lld makes it STB_LOCAL with STV_HIDDEN. A
+default-visibility name a version script lists under ``local:`` becomes
+STB_LOCAL and leaves .dynsym too, which is why the manifest's
+``version_script_globals`` say which names a version script must keep
+global.
 """
 
 from __future__ import annotations
@@ -78,9 +81,10 @@ def _mismatches(unit: Unit, syms: Symbols, m: dict, s, arch):
         if syms.dyn(name) is not None:
             yield ("export", "in .dynsym (other modules bind to it)",
                    f"{visibility}: not exported (declared hidden by the generated code)")
-        if want_bind in ("STB_GLOBAL", "STB_WEAK") and s.bind != "STB_LOCAL":
-            yield ("binding", s.bind, "STB_LOCAL (the linker makes a hidden symbol local)")
-        want_bind, visibility = None, None  # the link drops st_other of a local symbol
+        if s.bind != "STB_LOCAL" and s.visibility not in _HIDDEN:
+            yield ("binding and visibility", f"{s.bind}/{s.visibility}",
+                   f"{visibility}, or STB_LOCAL after the link")
+        want_bind, visibility = None, None  # what the link leaves varies (see the docstring)
     elif linked and elf.kind() == "shared-library" and role != "private" and visibility == "STV_DEFAULT" \
             and s.bind == "STB_LOCAL" and syms.dynamic and syms.dyn(name) is None:
         yield ("export", "STB_LOCAL, not in .dynsym (a version script's local: list, or a "
