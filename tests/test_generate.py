@@ -102,7 +102,7 @@ def test_registration_option_in_stamp_note_and_area(tmp_path):
     for out, mode in ((legacy, "legacy"), (ext, "extended")):
         src = (out / "foo_rseq.c").read_text()
         assert f"--registration {mode}" in src.splitlines()[0]
-        assert f"registration={mode};max_len={64 if mode == 'extended' else 32}" in src
+        assert f"registration={mode};" in src and f";max_len={64 if mode == 'extended' else 32}" in src
         m = json.loads((out / "foo_rseq.manifest.json").read_text())
         assert m["options"]["registration"] == mode
     assert "kernel_reserved[32]" in (ext / "foo_rseq.c").read_text()
@@ -265,3 +265,28 @@ def test_one_translation_unit_with_librseq_header(tmp_path, cc, ours_first):
         assert tables["checked"] == tables["descriptors"], tables
         descriptors[name] = tables["descriptors"]
     assert descriptors["both"] == descriptors["ours"] + 1, descriptors
+
+
+@pytest.mark.parametrize("argv", [
+    [],
+    ["--protocol", "own", "--prefix", "st", "--dlopen-safe", "--visibility", "default"],
+    ["--protocol", "glibc", "--arch", "x86_64,aarch64", "--tls-model", "global-dynamic",
+     "--registration", "extended"],
+])
+def test_one_options_schema(argv):
+    """The command line, the manifest's options, the stamp and the note all
+    come from the GenerateOptions fields: the stamp's flags and the note's
+    text read back to the same options."""
+    import argparse
+    from dataclasses import fields
+
+    from rseq_gen.settings import GenerateOptions, add_arguments, from_arguments, parse_note
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    opts = from_arguments(parser.parse_args(argv))
+    assert {a.dest for a in parser._actions} - {"help"} == {f.name for f in fields(GenerateOptions)}
+    assert from_arguments(parser.parse_args(opts.stamp_flags().split())) == opts
+    note = parse_note(opts.note_text("9.9").encode() + b"\0")
+    assert {k: note[k] for k in opts.describe()} == opts.describe()
+    assert note["version"] == "9.9" and note["max_len"] == opts.registration.area_size

@@ -57,7 +57,7 @@ def build(workdir: Path, protocol: str, cc: str) -> dict[str, tuple[Path | None,
     """Generate the code and build one binary per build kind. Returns
     kind -> (binary or None, reason it could not be built)."""
     for prefix, safe in (("demo", False), ("demoplugin", True)):
-        opts = GenerateOptions.from_strings(protocol=protocol, prefix=prefix, arch=None, dlopen_safe=safe)
+        opts = GenerateOptions.from_strings(protocol=protocol, prefix=prefix, dlopen_safe=safe)
         write_outputs(render(opts), workdir, None, None)
     for name in ("demo_main.c", "demo_plugin.c"):
         shutil.copy(DEMO_SRC / name, workdir / name)
