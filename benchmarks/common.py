@@ -22,7 +22,8 @@ PREFIX = "bench"
 # when run from one, else the installed package.
 if (ROOT / "toolkit" / "rseq_gen").is_dir() and str(ROOT / "toolkit") not in sys.path:
     sys.path.insert(0, str(ROOT / "toolkit"))
-from rseq_gen.protocols import ENVIRONMENT_VARIABLES, PROTOCOLS  # noqa: E402,F401 (re-exported)
+from rseq_gen.environments import ENVIRONMENT_VARIABLES  # noqa: E402,F401 (re-exported)
+from rseq_gen.protocols import PROTOCOLS  # noqa: E402,F401 (re-exported)
 
 #: The two glibc settings every ownership-dependent case runs under.
 GLIBC_ENVS = {env: ENVIRONMENT_VARIABLES[env] for env in ("glibc", "glibc-rseq-off")}

@@ -53,7 +53,8 @@ import pytest
 from conftest import locked, require_tool, ROOT, run_build, run_rseq_gen
 from rseq_gen import cli
 from rseq_gen.coexistence import SCENARIOS, Member, predict
-from rseq_gen.protocols import ENVIRONMENT_VARIABLES, PROTOCOLS
+from rseq_gen.environments import ENVIRONMENT_VARIABLES
+from rseq_gen.protocols import PROTOCOLS
 from test_matrix import strace_by_thread, strace_command
 
 C_DIR = ROOT / "tests" / "c"
@@ -109,7 +110,7 @@ def link_order(order: str, peer: str, static: bool) -> tuple[str, ...]:
 class Env:
     libc: str        # "glibc" or "musl"
     static: bool
-    predict: str     # rseq_gen.adopters.LIBC_ENVIRONMENTS
+    predict: str     # rseq_gen.environments.LIBC_ENVIRONMENTS
 
 
 ENVS = {

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, generate, require_tool
-from rseq_gen.protocols import ENVIRONMENT_VARIABLES
+from rseq_gen.environments import ENVIRONMENT_VARIABLES
 
 PROGRAM = ROOT / "tests" / "c" / "fastpath_early.c"
 STRICT = ("-O2", "-Wall", "-Wextra", "-Werror", "-pthread")

@@ -34,7 +34,8 @@ from conftest import run_rseq_gen
 from helpers.glibcs import RELEASES, FetchError, Release, host_version, provide, version_key
 from rseq_gen import abi
 from rseq_gen.coexistence import Member, predict
-from rseq_gen.protocols import ENVIRONMENT_VARIABLES, PROTOCOLS
+from rseq_gen.environments import ENVIRONMENT_VARIABLES
+from rseq_gen.protocols import PROTOCOLS
 from test_matrix import check_alone, check_run, run_matrix
 
 HOST = host_version()
@@ -63,14 +64,14 @@ class Runtime:
 
     @property
     def table_env(self) -> str:
-        """The protocol table's column (rseq_gen.protocols.ENVIRONMENTS): a
+        """The protocol table's column (rseq_gen.environments.ENVIRONMENTS): a
         glibc without the rseq ABI publishes nothing and registers nothing,
         which the generated code sees exactly as it sees the tunable."""
         return "glibc" if self.registration else "glibc-rseq-off"
 
     @property
     def libc_env(self) -> str:
-        """The prediction's environment (rseq_gen.adopters.LIBC_ENVIRONMENTS)."""
+        """The prediction's environment (rseq_gen.environments.LIBC_ENVIRONMENTS)."""
         return {True: "glibc", False: "glibc-rseq-off", None: "glibc-old"}[self.registration]
 
     @property

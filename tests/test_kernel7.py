@@ -36,7 +36,8 @@ from conftest import generate, require_tool, ROOT, run_build
 from helpers.guest import XDIST_GROUP, GuestProgram, guest_programs
 from rseq_gen import abi
 from rseq_gen.probe import decide, extended_length
-from rseq_gen.protocols import ENVIRONMENT_VARIABLES, PROTOCOLS
+from rseq_gen.environments import ENVIRONMENT_VARIABLES
+from rseq_gen.protocols import PROTOCOLS
 from test_matrix import MatrixBuild, _check_owner_group
 from test_probe import inputs_from_selfview, parse_selfview
 

@@ -1,5 +1,5 @@
 """The coexistence matrix: every protocol, compiled with gcc and clang, run on
-this kernel in every environment of rseq_gen.protocols.ENVIRONMENTS.
+this kernel in every environment of rseq_gen.environments.ENVIRONMENTS.
 
 Each run executes tests/c/matrix_main.c (owners per module and per thread,
 pinned cpu == sched_getcpu, 16 threads x 200k per-CPU adds with forced
@@ -27,7 +27,8 @@ from typing import NamedTuple
 import pytest
 
 from conftest import generate, locked, require_tool, ROOT, run_build
-from rseq_gen.protocols import ENVIRONMENT_VARIABLES, ENVIRONMENTS, LIBC_REGISTERS, PROTOCOLS
+from rseq_gen.environments import ENVIRONMENT_VARIABLES, ENVIRONMENTS, LIBC_REGISTERS
+from rseq_gen.protocols import PROTOCOLS
 
 C_DIR = ROOT / "tests" / "c"
 CFLAGS = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O2", "-g"]

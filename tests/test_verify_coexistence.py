@@ -17,7 +17,8 @@ import pytest
 
 from conftest import ROOT, generate, require_tool, run_rseq_gen
 from rseq_gen import coexistence
-from rseq_gen.adopters import ADOPTERS, LIBC_ENVIRONMENTS
+from rseq_gen.adopters import ADOPTERS
+from rseq_gen.environments import LIBC_ENVIRONMENTS
 from rseq_gen.cli import main as cli_main
 from rseq_gen.coexistence import ORDERS, THREADS, Member
 

@@ -13,31 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-#: Libc environments a prediction is made for. Static glibc registers
-#: every thread as dynamic glibc does, but dlsym finds none of its symbols
-#: there (measured: dlsym(RTLD_NEXT, "__rseq_size") is NULL in a static
-#: glibc 2.36 program): adopters that look glibc up only with dlsym do not
-#: see its registration. musl never registers.
-LIBC_ENVIRONMENTS = (
-    "glibc",           # glibc >= 2.35 registers every thread (dynamic linking)
-    "glibc-static",    # the same, statically linked: dlsym finds nothing
-    "glibc-rseq-off",  # GLIBC_TUNABLES=glibc.pthread.rseq=0
-    "glibc-old",       # glibc < 2.35: no rseq ABI at all
-    "musl",            # musl: never registers
-    "denied",          # rseq() fails with ENOSYS or EPERM (seccomp, old kernel, qemu-user)
-)
-LIBC_ENVIRONMENT_TITLES = {
-    "glibc": "glibc >= 2.35 registering",
-    "glibc-static": "static glibc >= 2.35 registering",
-    "glibc-rseq-off": "glibc, glibc.pthread.rseq=0",
-    "glibc-old": "glibc < 2.35",
-    "musl": "musl (or no libc registration)",
-    "denied": "rseq denied (ENOSYS/EPERM)",
-}
-#: Environments in which the libc registers every thread before any module runs.
-LIBC_REGISTERS = frozenset({"glibc", "glibc-static"})
-#: Environments in which dlsym finds no symbol (static links).
-NO_DLSYM = frozenset({"glibc-static"})
+# The rows' behaviour columns are the libc environments (rseq_gen.environments).
+from rseq_gen.environments import LIBC_ENVIRONMENTS, LIBC_REGISTERS, NO_DLSYM
+
 #: Alignment of glibc's static TLS block when no start-up module asks for
 #: more (x86_64, glibc 2.36, measured): dlopen refuses an object whose
 #: initial-exec TLS is aligned above the start-up alignment ("cannot

@@ -32,8 +32,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from rseq_gen.adopters import (ADOPTERS, LIBC_ENVIRONMENT_TITLES, LIBC_ENVIRONMENTS, LIBC_REGISTERS, LIBRSEQ_ABI,
-                               NO_DLSYM)
+from rseq_gen.adopters import ADOPTERS, LIBRSEQ_ABI
+from rseq_gen.environments import LIBC_ENVIRONMENT_TITLES, LIBC_ENVIRONMENTS, LIBC_REGISTERS, NO_DLSYM
 from rseq_gen.protocols import PROTOCOLS
 
 THREADS = ("main", "worker")

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from rseq_gen.errors import UsageError
 from rseq_gen.generate import render, write_outputs
-from rseq_gen.protocols import DEFAULT_PROTOCOL, ENVIRONMENT_VARIABLES, PROTOCOLS
+from rseq_gen.environments import ENVIRONMENT_VARIABLES
+from rseq_gen.protocols import DEFAULT_PROTOCOL, PROTOCOLS
 from rseq_gen.settings import GenerateOptions
 from rseq_gen.templating import PACKAGE_DIR
 
@@ -26,7 +27,7 @@ DEMO_SRC = PACKAGE_DIR / "demo_src"
 @dataclass(frozen=True)
 class DemoEnv:
     name: str
-    env_id: str                     # a row of rseq_gen.protocols.ENVIRONMENTS
+    env_id: str                     # a row of rseq_gen.environments.ENVIRONMENTS
     build: str                      # "dynamic", "static" or "musl"
 
 

@@ -9,24 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# The expectation columns below are the run environments (rseq_gen.environments).
+from rseq_gen.environments import DENIED, ENVIRONMENT_TITLES, ENVIRONMENTS
 from rseq_gen.errors import UsageError
-
-#: Environments the test matrix and the demo run in (see tests/README for how
-#: each one is made).
-ENVIRONMENTS = (
-    "glibc",           # dynamic glibc >= 2.35, its registration on (default)
-    "glibc-rseq-off",  # GLIBC_TUNABLES=glibc.pthread.rseq=0
-    "glibc-static",    # static glibc, registration on
-    "musl-static",     # musl libc: never registers rseq
-    "seccomp-enosys",  # rseq denied with ENOSYS (as a kernel without rseq)
-    "seccomp-eperm",   # rseq denied with EPERM (an old container profile)
-)
-#: Environments in which the libc registers every thread itself.
-LIBC_REGISTERS = frozenset({"glibc", "glibc-static"})
-#: Process environment variables that make an environment (the others are
-#: made by how the program is linked, or by a seccomp filter).
-ENVIRONMENT_VARIABLES = {env: {} for env in ENVIRONMENTS}
-ENVIRONMENT_VARIABLES["glibc-rseq-off"] = {"GLIBC_TUNABLES": "glibc.pthread.rseq=0"}
 
 
 @dataclass(frozen=True)
@@ -81,12 +66,9 @@ def _row(glibc, off, static, musl, enosys, eperm):
     return dict(zip(ENVIRONMENTS, (glibc, off, static, musl, enosys, eperm)))
 
 
-_DENIED = {"seccomp-enosys": "ENOSYS", "seccomp-eperm": "EPERM"}
-
-
 def _errnos(**extra):
     table = {env: set() for env in ENVIRONMENTS}
-    for env, err in _DENIED.items():
+    for env, err in DENIED.items():
         table[env].add(err)
     for env, errs in extra.items():
         table[env.replace("_", "-")] |= set(errs)
@@ -185,14 +167,6 @@ def get_protocol(name: str) -> Protocol:
         ) from None
 
 
-ENVIRONMENT_TITLES = {
-    "glibc": "glibc ≥ 2.35",
-    "glibc-rseq-off": "glibc, rseq=0",
-    "glibc-static": "static glibc",
-    "musl-static": "musl",
-    "seccomp-enosys": "ENOSYS",
-    "seccomp-eperm": "seccomp EPERM",
-}
 
 
 def markdown_table() -> str:

@@ -24,6 +24,7 @@ FORMATS = ("text", "json", "sarif", "junit", "github")
 
 
 def configure_parser(sub) -> None:
+    """The ``verify`` subcommand's options."""
     p = sub.add_parser(
         "verify", help="check ELF objects, archives and binaries for rseq problems",
         description="Check relocatable objects, static archives, shared libraries and executables "
@@ -59,6 +60,7 @@ def configure_parser(sub) -> None:
 # ---------------------------------------------------------------------------
 
 def _parse_min_glibc(text: str | None):
+    """``--min-glibc X.Y`` as (X, Y), None when absent."""
     if text is None:
         return None
     m = re.fullmatch(r"(\d+)\.(\d+)", text.strip())
@@ -68,6 +70,8 @@ def _parse_min_glibc(text: str | None):
 
 
 def load_manifest(path: Path) -> dict:
+    """The manifest of ``generate --manifest``, its relative source paths made absolute; UsageError
+    for a file that is not one."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
@@ -113,6 +117,8 @@ def check_path(path: str, ctx) -> dict:
 
 
 def execute(args: argparse.Namespace) -> int:
+    """Check the inputs (in parallel with --jobs), build the processes (--closure, or the inputs
+    together), write the report; returns the exit code."""
     from concurrent.futures import ProcessPoolExecutor
 
     from rseq_gen.verify.model import Context

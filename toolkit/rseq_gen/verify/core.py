@@ -23,6 +23,7 @@ def _file_result(path: str) -> dict:
 
 
 def _describe(result: dict, elf) -> None:
+    """The file row's kind, architecture, class and byte order."""
     result["kind"] = elf.kind()
     arch = arch_facts(elf)
     result["arch"] = arch.name if arch else elf.e_machine
@@ -44,6 +45,7 @@ def check_path(path: str, ctx: Context) -> dict:
 
 
 def _check_path(path: str, ctx: Context, out: dict) -> None:
+    """check_path without the last line of defence: fills ``out``."""
     result = out["file"]
     try:
         data = map_file(path)
@@ -98,6 +100,7 @@ _DECODE_ERRORS = (struct.error, IndexError, ValueError, OverflowError, MemoryErr
 
 
 def _analyze(unit: Unit, ctx: Context):
+    """(facts, None), or (None, one line) for a malformed image."""
     try:
         return analyze(unit, ctx), None
     except ElfError as exc:
@@ -107,6 +110,8 @@ def _analyze(unit: Unit, ctx: Context):
 
 
 def _check_archive(path: str, data, ctx: Context, out: dict) -> None:
+    """Check each member that can hold rseq code; the archive's facts are its members' merged
+    (Facts.merge)."""
     result = out["file"]
     result["kind"] = "archive"
     try:

@@ -8,7 +8,7 @@ import json
 import os
 
 from rseq_gen import __version__
-from rseq_gen.adopters import LIBC_ENVIRONMENT_TITLES
+from rseq_gen.environments import LIBC_ENVIRONMENT_TITLES
 from rseq_gen.coexistence import THREADS
 from rseq_gen.rules import RULE_LIST
 
@@ -39,6 +39,7 @@ def render(report: dict, fmt: str) -> str:
 # ---- text -----------------------------------------------------------------
 
 def render_text(report: dict) -> str:
+    """One line per finding, the closure tables, the summary."""
     lines = []
     for f in report["findings"]:
         lines.append(f"{_where(f)}: {f['severity']} {f['rule']} {f['name']}: {f['message']}")
@@ -127,6 +128,7 @@ def _uri(path: str) -> str:
 
 
 def render_sarif(report: dict) -> str:
+    """SARIF 2.1.0: one run, the rules table as the driver's rules, each finding a result."""
     rules = [{
         "id": r.id,
         "name": r.name,
@@ -178,6 +180,7 @@ def render_sarif(report: dict) -> str:
 # ---- junit ----------------------------------------------------------------
 
 def render_junit(report: dict) -> str:
+    """JUnit XML: a test suite per file, a test case per rule, failing at --fail-on."""
     fail_levels = {"error"} | ({"warning"} if report["options"]["fail_on"] == "warning" else set())
     by_file: dict[str, list] = {}
     for f in report["files"]:
@@ -232,6 +235,8 @@ def _gh_escape(text: str, prop: bool = False) -> str:
 
 
 def render_github(report: dict) -> str:
+    """GitHub workflow commands: an annotation per finding (the first few of each kind), then the
+    summary."""
     lines = []
     shown = {"error": 0, "warning": 0, "notice": 0}
     hidden = 0

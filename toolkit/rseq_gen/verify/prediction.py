@@ -1,6 +1,6 @@
 """The process a closure makes, as rseq_gen.coexistence replays it: its
 members in symbol lookup order, who owns each thread's registration in each
-libc environment of rseq_gen.adopters.LIBC_ENVIRONMENTS, which rseq-gen
+libc environment of rseq_gen.environments.LIBC_ENVIRONMENTS, which rseq-gen
 modules get a fast path, the peers' states, and the conflicts as findings.
 
 A module is one member per adopter it holds (rseq_gen.verify.recognise):
@@ -22,7 +22,8 @@ from __future__ import annotations
 import os
 
 from rseq_gen import coexistence
-from rseq_gen.adopters import ADOPTERS, LIBC_ENVIRONMENT_TITLES, LIBC_ENVIRONMENTS, LIBC_REGISTERS
+from rseq_gen.adopters import ADOPTERS
+from rseq_gen.environments import LIBC_ENVIRONMENT_TITLES, LIBC_ENVIRONMENTS, LIBC_REGISTERS
 from rseq_gen.coexistence import ORDERS, THREADS, Member
 from rseq_gen.protocols import PROTOCOLS
 from rseq_gen.verify.checks.conflicts import interposers
@@ -98,6 +99,7 @@ def members_of(modules: list[dict]) -> tuple[list[dict], list[Member]]:
 
 
 def libc_of(modules: list[dict]) -> str | None:
+    """The libc of the process (glibc, glibc-static, musl), from its modules; None when none tells."""
     glibc = [m for m in modules if any(a["name"] == "glibc" for a in (m["facts"] or Facts()).adopters)]
     if glibc:
         # glibc's symbols in a file that is not its dynamic linker: libc.a
@@ -123,6 +125,7 @@ def applicable_environments(libc: str | None, min_glibc) -> list[str]:
 # prediction
 
 def _outcome(pred: coexistence.Prediction, members: list[Member]) -> dict:
+    """One (environment, first) case of the prediction as the JSON report has it."""
     def entries(rows):
         return [{"label": label, "thread": thread, "state": state, "alone": alone}
                 for label, thread, state, alone in rows]

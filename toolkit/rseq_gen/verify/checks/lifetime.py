@@ -62,6 +62,8 @@ def _initial_exec_uses(unit: Unit, syms: Symbols, area_syms: list[str], notes) -
 
 def check(unit: Unit, ctx: Context, syms: Symbols, notes, private_names, defines_abi: bool,
           adopters) -> None:
+    """RSEQ301 for initial-exec rseq TLS in a library to be dlopen'd; RSEQ302 for a library that
+    registers TLS of its own without -z nodelete."""
     elf = unit.elf
     kind = elf.kind()
     reasons = _dlopen_reasons(ctx, notes)

@@ -71,6 +71,8 @@ def check(unit: Unit):
 
 
 def _check_descriptor(unit, sec, address, index, start, pco, abort_ip, data_cache) -> None:
+    """One descriptor: start_ip and post_commit_offset in executable code (RSEQ404), abort_ip
+    outside the critical section (RSEQ405) and preceded by the signature (RSEQ406)."""
     elf = unit.elf
     ssec, soff = code_section(elf, start)
     if ssec is None or not ssec.executable:
@@ -127,6 +129,7 @@ def _records(unit, secs, rule: str, size: int):
 
 
 def _check_ptr_array(unit, cs_secs, ptr_secs, descriptors) -> None:
+    """The pointer array holds each descriptor exactly once, and nothing else (RSEQ407)."""
     elf = unit.elf
     if not ptr_secs:
         if descriptors:
@@ -162,6 +165,7 @@ def _check_ptr_array(unit, cs_secs, ptr_secs, descriptors) -> None:
 
 
 def _check_exit_points(unit, exit_secs, descriptors) -> None:
+    """Each exit point starts at a descriptor's start_ip and exits into executable code (RSEQ408)."""
     elf = unit.elf
     starts = {v for v in descriptors.values() if v is not None}
     for sec, res, i in _records(unit, exit_secs, "RSEQ408", 16):
