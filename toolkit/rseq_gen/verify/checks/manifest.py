@@ -8,7 +8,8 @@ RSEQ603 manifest-note-missing, RSEQ604 manifest-operation-without-sequence.
 Visibility after the link: a hidden symbol is never in .dynsym, and its
 .symtab entry is what the linker leaves: GNU ld 2.40 makes it STB_LOCAL
 with STV_DEFAULT in a shared library and keeps it STB_GLOBAL with
-STV_HIDDEN in an executable; lld makes it STB_LOCAL with STV_HIDDEN. A
+STV_HIDDEN in an executable; lld makes it STB_LOCAL with STV_HIDDEN; and
+--gc-sections drops it when nothing uses it. A
 default-visibility name a version script lists under ``local:`` becomes
 STB_LOCAL and leaves .dynsym too, which is why the manifest's
 ``version_script_globals`` say which names a version script must keep
@@ -60,6 +61,8 @@ def check(unit: Unit, ctx: Context, syms: Symbols, notes) -> None:
                          source=source)
             continue
         if s is None:
+            if visibility in _HIDDEN and not elf.is_relocatable:
+                continue  # --gc-sections drops an unused hidden definition
             if kind == "shared-library" and syms.dynamic and role != "private" and visibility == "STV_DEFAULT":
                 unit.add("RSEQ601", symbol=name, role=role, table=".dynsym", source=source)
             elif not stripped and (elf.is_relocatable or role != "private"):
