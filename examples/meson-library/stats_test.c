@@ -8,11 +8,12 @@
 #define THREADS 4
 #define EVENTS 100000L
 
-static void *worker(void *arg)
+static int last_cpu[THREADS];
+
+static void *worker(void *slot)
 {
-    (void)arg;
-    int cpu = stats_count(EVENTS);
-    return cpu >= 0 && cpu < stats_cpus() ? arg : NULL;
+    *(int *)slot = stats_count(EVENTS);
+    return NULL;
 }
 
 int main(void)
@@ -20,12 +21,11 @@ int main(void)
     pthread_t threads[THREADS];
     int bad = 0;
     for (int i = 0; i < THREADS; i++)
-        if (pthread_create(&threads[i], NULL, worker, &threads[i]) != 0)
+        if (pthread_create(&threads[i], NULL, worker, &last_cpu[i]) != 0)
             return 1;
     for (int i = 0; i < THREADS; i++) {
-        void *ok;
-        pthread_join(threads[i], &ok);
-        bad += ok == NULL;
+        pthread_join(threads[i], NULL);
+        bad += last_cpu[i] < 0 || last_cpu[i] >= stats_cpus();
     }
     long long total = stats_total();
     printf("libstats: %lld events on %d CPU slots, rseq owner %s\n", total, stats_cpus(),
