@@ -29,16 +29,19 @@
 # archive names, else the file itself.
 rseq_gen_verify_file = $(if $(filter %.la,$(1)),$(dir $(1)).libs/$(shell sed -n "s/^dlname='\(.*\)'$$/\1/p" $(1)),$(1))
 
+rseq_gen_verify_command = $(strip $(RSEQ_GEN) verify $(RSEQ_GEN_VERIFY_FLAGS))
+
 rseq_gen_verify_manifests = $(foreach m,$(RSEQ_GEN_MODULES),$(if $($(m)_RSEQ_GEN_VERIFY),$(m)_rseq.manifest.json))
 
+# Every check runs (one failing does not hide the others); a finding fails the target.
 rseq-gen-verify: $(rseq_gen_verify_manifests) $(foreach m,$(RSEQ_GEN_MODULES),$($(m)_RSEQ_GEN_VERIFY)) $(RSEQ_GEN_VERIFY_CLOSURE)
-	$(AM_V_at)set -e; \
+	$(AM_V_at)rseq_gen_failed=0; \
 	$(foreach m,$(RSEQ_GEN_MODULES),$(foreach f,$($(m)_RSEQ_GEN_VERIFY), \
-	  echo "$(RSEQ_GEN) verify $(RSEQ_GEN_VERIFY_FLAGS) --manifest $(m)_rseq.manifest.json $(call rseq_gen_verify_file,$(f))"; \
-	  $(RSEQ_GEN) verify $(RSEQ_GEN_VERIFY_FLAGS) --manifest $(m)_rseq.manifest.json $(call rseq_gen_verify_file,$(f));)) \
+	  echo "$(rseq_gen_verify_command) --manifest $(m)_rseq.manifest.json $(call rseq_gen_verify_file,$(f))"; \
+	  $(rseq_gen_verify_command) --manifest $(m)_rseq.manifest.json $(call rseq_gen_verify_file,$(f)) || rseq_gen_failed=1;)) \
 	$(foreach f,$(RSEQ_GEN_VERIFY_CLOSURE), \
-	  echo "$(RSEQ_GEN) verify $(RSEQ_GEN_VERIFY_FLAGS) --closure $(call rseq_gen_verify_file,$(f))"; \
-	  $(RSEQ_GEN) verify $(RSEQ_GEN_VERIFY_FLAGS) --closure $(call rseq_gen_verify_file,$(f));) \
-	:
+	  echo "$(rseq_gen_verify_command) --closure $(call rseq_gen_verify_file,$(f))"; \
+	  $(rseq_gen_verify_command) --closure $(call rseq_gen_verify_file,$(f)) || rseq_gen_failed=1;) \
+	test $$rseq_gen_failed = 0
 
 .PHONY: rseq-gen-verify
