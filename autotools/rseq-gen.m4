@@ -16,13 +16,25 @@
 # Finds rseq-gen: the RSEQ_GEN variable if the user set it, else rseq-gen on
 # PATH, else the executable named by the rseq_gen variable of pkg-config's
 # rseq-gen.pc (PKG_CONFIG_PATH=$(rseq-gen --pkgconfigdir)). Checks that its
-# version is MIN-VERSION or newer. Substitutes RSEQ_GEN, RSEQ_GEN_VERSION and
-# the file rseq_gen_rules: a Makefile.am line holding only @rseq_gen_rules@
-# gets the generation and verification rules (GNU make).
+# version is MIN-VERSION or newer. Substitutes RSEQ_GEN, RSEQ_GEN_VERSION,
+# RSEQ_GEN_HOST_ARCH (rseq-gen's name for the host CPU, so cross builds
+# generate code for the target) and the file rseq_gen_rules: a Makefile.am
+# line holding only @rseq_gen_rules@ gets the generation and verification
+# rules (GNU make).
 #
 # Without ACTION-IF-NOT-FOUND, configure stops with an error.
 AC_DEFUN([RSEQ_GEN_PROG],
-[AC_ARG_VAR([RSEQ_GEN], [the rseq-gen command (default: rseq-gen on PATH, else the one rseq-gen.pc names)])dnl
+[AC_REQUIRE([AC_CANONICAL_HOST])dnl
+AC_ARG_VAR([RSEQ_GEN], [the rseq-gen command (default: rseq-gen on PATH, else the one rseq-gen.pc names)])dnl
+# GNU CPU names where rseq-gen's differ; rseq-gen checks the result.
+AS_CASE([$host_cpu],
+  [i?86], [RSEQ_GEN_HOST_ARCH=i386],
+  [arm*], [RSEQ_GEN_HOST_ARCH=arm],
+  [powerpc64le], [RSEQ_GEN_HOST_ARCH=ppc64le],
+  [powerpc64], [RSEQ_GEN_HOST_ARCH=ppc64],
+  [powerpc], [RSEQ_GEN_HOST_ARCH=ppc32],
+  [RSEQ_GEN_HOST_ARCH=$host_cpu])
+AC_SUBST([RSEQ_GEN_HOST_ARCH])
 rseq_gen_min_version="m4_default([$1], [0])"
 rseq_gen_problem=
 AC_PATH_PROG([RSEQ_GEN], [rseq-gen])
@@ -60,8 +72,10 @@ AS_IF([test -z "$rseq_gen_problem"],
 # RSEQ_GEN_MODULE(PREFIX, [GENERATE-OPTIONS])
 # -------------------------------------------
 # Declares a generated module: PREFIX_rseq.h, PREFIX_rseq.c and
-# PREFIX_rseq.manifest.json, made by `rseq-gen generate --prefix PREFIX
-# GENERATE-OPTIONS` in the build directory of each Makefile that names them.
+# PREFIX_rseq.manifest.json, made by `rseq-gen generate --arch
+# $RSEQ_GEN_HOST_ARCH GENERATE-OPTIONS --prefix PREFIX` in the build
+# directory of each Makefile that names them (an --arch in GENERATE-OPTIONS
+# wins over the host's).
 # GENERATE-OPTIONS may use shell variables (an AC_ARG_WITH value); configure
 # checks them with `rseq-gen generate --dry-run` and stops on a bad one.
 # Substitutes PREFIX_RSEQ_GEN_FLAGS and adds PREFIX to RSEQ_GEN_MODULES.
@@ -72,7 +86,7 @@ AC_DEFUN([RSEQ_GEN_MODULE],
 m4_if(m4_bregexp([$1], [^[A-Za-z_][A-Za-z0-9_]*$]), [-1],
   [m4_fatal([RSEQ_GEN_MODULE: the prefix '$1' is not a C identifier])])dnl
 AS_IF([test -n "$rseq_gen_problem"], [],
-  [$1_RSEQ_GEN_FLAGS="$2"
+  [$1_RSEQ_GEN_FLAGS="--arch $RSEQ_GEN_HOST_ARCH $2"
    AC_MSG_CHECKING([the rseq-gen options of $1])
    AS_IF([rseq_gen_out=`$RSEQ_GEN generate $$1_RSEQ_GEN_FLAGS --prefix $1 --output-dir . --dry-run 2>&1`],
      [AC_MSG_RESULT([$$1_RSEQ_GEN_FLAGS])],

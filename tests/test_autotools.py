@@ -75,7 +75,7 @@ def test_autotools_library(source, rseq_env, tmp_path):
     out = run([configure], cwd=build, env=env).stdout
     assert re.search(r"checking for rseq-gen through pkg-config\.\.\. \S*/bin/rseq-gen", out), out
     assert "checking the version of " in out and f"... {__version__}" in out, out
-    assert "checking the rseq-gen options of st... --protocol compat" in out, out
+    assert "checking the rseq-gen options of st... --arch x86_64 --protocol compat" in out, out
 
     # make check: the program, then the verify rule (the library against its
     # manifest, the test program's whole process).
@@ -125,6 +125,26 @@ def test_autotools_library(source, rseq_env, tmp_path):
     assert_noop(build, env)
     proc = make(build, "check", env=env, check=False)
     assert proc.returncode == 0 and "PASS: stats-test" in proc.stdout, proc.stdout
+
+
+def test_cross_build_generates_for_the_host(source, rseq_env, tmp_path):
+    """configure --host=aarch64-linux-gnu: the code is generated for aarch64
+    and the verify rule checks the aarch64 library and program."""
+    require_tool("aarch64-linux-gnu-gcc", "gcc-aarch64-linux-gnu")
+    env = env_for(rseq_env)
+    out = run([source / "configure", "--host=aarch64-linux-gnu"], cwd=tmp_path, env=env).stdout
+    assert "checking the rseq-gen options of st... --arch aarch64 --protocol compat" in out, out
+    make(tmp_path, env=env)
+    make(tmp_path, "stats-test", env=env)
+    assert json.loads((tmp_path / OUTPUTS[2]).read_text())["options"]["arches"] == ["aarch64"]
+    from elftools.elf.elffile import ELFFile
+    with open(tmp_path / ".libs" / "libstats.so.1", "rb") as f:
+        assert ELFFile(f)["e_machine"] == "EM_AARCH64"
+    # The library against its manifest (the closure of a cross program would
+    # need the target's libc: not checked here).
+    proc = make(tmp_path, "rseq-gen-verify", "RSEQ_GEN_VERIFY_CLOSURE=", env=env, check=False)
+    summaries = re.findall(r"rseq-gen verify: \d+ file\(s\), (\d+) error\(s\)", proc.stdout)
+    assert proc.returncode == 0 and summaries == ["0"], proc.stdout
 
 
 def test_bad_protocol_stops_configure(source, rseq_env, tmp_path):

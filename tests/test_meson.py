@@ -166,6 +166,42 @@ def assert_same_outputs(build: Path, cli: Path):
     assert built == expected
 
 
+def test_cross_build_generates_for_the_host_machine(meson, ninja, rseq_env, tmp_path):
+    """A cross file for aarch64: the code is generated for aarch64 (Meson's
+    host machine), rseq-gen still runs on the build machine, and `meson
+    test` runs the program under qemu (the cross file's exe_wrapper)."""
+    cc = require_tool("aarch64-linux-gnu-gcc", "gcc-aarch64-linux-gnu")
+    qemu = require_tool("qemu-aarch64", "qemu-user")
+    cross = tmp_path / "aarch64.ini"
+    cross.write_text(f"""[binaries]
+c = '{cc}'
+strip = 'aarch64-linux-gnu-strip'
+exe_wrapper = ['{qemu}', '-L', '/usr/aarch64-linux-gnu']
+
+[host_machine]
+system = 'linux'
+cpu_family = 'aarch64'
+cpu = 'aarch64'
+endian = 'little'
+""")
+    src = copy_example(tmp_path / "src")
+    build = tmp_path / "build"
+    env = meson_env(rseq_env, ninja)
+    # Cross builds take the build machine's pkg-config path from an option,
+    # not from PKG_CONFIG_PATH.
+    out = run([meson, "setup", "--cross-file", cross, f"-Dbuild.pkg_config_path={rseq_env.pkgconfigdir}",
+               build, src], env=env).stdout
+    assert "Build-time dependency rseq-gen found: YES" in out, out
+    proc = run([meson, "test", "-C", build, "--print-errorlogs", "stats-test", "rseq-gen verify closure"],
+               env=env, check=False)
+    assert proc.returncode == 0, proc.stdout
+    assert "libstats: 400000 events" in (build / "meson-logs" / "testlog.txt").read_text()
+    assert json.loads((build / OUTPUTS[2]).read_text())["options"]["arches"] == ["aarch64"]
+    from elftools.elf.elffile import ELFFile
+    with open(build / "libstats.so.1.0", "rb") as f:
+        assert ELFFile(f)["e_machine"] == "EM_AARCH64"
+
+
 def _dynsym_defined(path: Path) -> set:
     from elftools.elf.elffile import ELFFile
 
