@@ -155,19 +155,28 @@ def test_bad_protocol_stops_configure(source, rseq_env, tmp_path):
     assert not (tmp_path / "Makefile").exists()
 
 
-def test_bad_prefix_stops_autoreconf(autotools, rseq_env, tmp_path):
-    """RSEQ_GEN_MODULE's prefix is known when autoconf runs: a prefix that is
-    no C identifier stops autoreconf (rseq-gen's own checks of the prefix run
-    at configure, like those of the options)."""
+@pytest.mark.parametrize("prefix,stage,message", [
+    pytest.param("2st", "autoreconf", "RSEQ_GEN_MODULE: the prefix '2st' is not a C identifier", id="not-c"),
+    pytest.param("rseq", "configure", "configure: error: rseq-gen: error: --prefix: 'rseq' would collide with librseq",
+                 id="reserved"),
+])
+def test_bad_prefix_stops_autoreconf_or_configure(prefix, stage, message, autotools, rseq_env, tmp_path):
+    """RSEQ_GEN_MODULE's prefix is known when autoconf runs: one that is no
+    C identifier stops autoreconf; rseq-gen's own checks of the prefix (a
+    name another adopter's API owns) stop configure."""
     src = tmp_path / "src"
     shutil.copytree(EXAMPLE, src)
     text = (src / "configure.ac").read_text()
     assert "RSEQ_GEN_MODULE([st]," in text
-    (src / "configure.ac").write_text(text.replace("RSEQ_GEN_MODULE([st],", "RSEQ_GEN_MODULE([2st],"))
-    proc = run([autotools["autoreconf"], "-fi"], cwd=src, check=False,
-               env=env_for(rseq_env, ACLOCAL_PATH=str(rseq_env.aclocaldir)))
+    (src / "configure.ac").write_text(text.replace("RSEQ_GEN_MODULE([st],", f"RSEQ_GEN_MODULE([{prefix}],"))
+    env = env_for(rseq_env, ACLOCAL_PATH=str(rseq_env.aclocaldir))
+    proc = run([autotools["autoreconf"], "-fi"], cwd=src, check=False, env=env)
+    if stage == "configure":
+        assert proc.returncode == 0, proc.stdout
+        proc = run([src / "configure"], cwd=src, check=False, env=env)
     assert proc.returncode != 0, proc.stdout
-    assert "RSEQ_GEN_MODULE: the prefix '2st' is not a C identifier" in proc.stdout, proc.stdout
+    assert message in proc.stdout, proc.stdout
+    assert not (src / "Makefile").exists()
 
 
 def test_rseq_gen_missing_or_too_old_stops_configure(source, rseq_env, tmp_path):

@@ -121,6 +121,7 @@ def test_meson_library(meson, ninja, rseq_env, tmp_path):
 @pytest.mark.parametrize("setting,message", [
     pytest.param("-Drseq_protocol=bogus", "unknown protocol 'bogus'", id="protocol"),
     pytest.param("prefix=2st", "'2st' is not a C identifier", id="prefix"),
+    pytest.param("prefix=rseq", "'rseq' would collide with librseq", id="reserved-prefix"),
 ])
 def test_bad_option_stops_meson_setup(setting, message, meson, ninja, rseq_env, tmp_path):
     src = copy_example(tmp_path / "src")
