@@ -11,6 +11,7 @@ no-op check running at the same moment on another worker.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -117,3 +118,28 @@ def install_wheel(base: Path) -> RseqEnv:
     assert package_dir.is_relative_to(venv), f"venv imports rseq_gen from {package_dir}"
     return RseqEnv(venv, python, rseq_gen, Path(dirs[0]), Path(dirs[1]), Path(dirs[2]),
                    package_dir, wheel)
+
+
+# ---- what the build-system tests check ---------------------------------------
+
+def assert_same_as_cli(build: Path, cli: Path, prefix: str):
+    """A build system's generated files equal those ``rseq-gen generate``
+    wrote into ``cli`` for the same options: the header and the source byte
+    for byte, the manifest up to the output directory it records."""
+    for suffix in ("_rseq.h", "_rseq.c"):
+        name = prefix + suffix
+        assert (build / name).read_bytes() == (cli / name).read_bytes(), name
+    name = f"{prefix}_rseq.manifest.json"
+    built, expected = (json.loads((d / name).read_text()) for d in (build, cli))
+    assert Path(built.pop("output_dir")).resolve() == build.resolve()
+    expected.pop("output_dir")
+    assert built == expected
+
+
+def dynsym_defined(path: Path) -> set:
+    """The names a shared object exports."""
+    from elftools.elf.elffile import ELFFile
+
+    with open(path, "rb") as f:
+        dynsym = ELFFile(f).get_section_by_name(".dynsym")
+        return {s.name for s in dynsym.iter_symbols() if s["st_shndx"] != "SHN_UNDEF"}

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, require_tool
-from installed import clean_env, run
+from installed import assert_same_as_cli, clean_env, dynsym_defined, run
 
 pytestmark = pytest.mark.xdist_group("autotools")
 
@@ -89,7 +89,7 @@ def test_autotools_library(source, rseq_env, tmp_path):
     assert summaries and set(summaries) == {"0"} and len(summaries) == 2, proc.stdout
 
     # The library exports its API and nothing of the generated code.
-    exported = _dynsym_defined(build / ".libs" / "libstats.so.1")
+    exported = dynsym_defined(build / ".libs" / "libstats.so.1")
     assert {"stats_count", "stats_total", "stats_cpus", "stats_rseq_owner"} <= exported, sorted(exported)
     assert not {s for s in exported if s.startswith(f"{PREFIX}_")}, sorted(exported)
 
@@ -99,7 +99,7 @@ def test_autotools_library(source, rseq_env, tmp_path):
     assert Path(origin["file"]).name == "configure.ac", origin
     run([rseq_env.rseq_gen, "generate", "--protocol", "compat", "--prefix", PREFIX, "--output-dir", cli,
          "--manifest", cli / OUTPUTS[2], "--origin", origin["file"]], cwd=build)
-    assert_same_outputs(build, cli)
+    assert_same_as_cli(build, cli, PREFIX)
 
     # Nothing changed: nothing runs, also after configure ran again.
     header = build / OUTPUTS[0]
@@ -191,22 +191,3 @@ def test_rseq_gen_missing_or_too_old_stops_configure(source, rseq_env, tmp_path)
     proc = run([source / "configure", f"RSEQ_GEN={old}"], cwd=tmp_path, env=env, check=False)
     assert proc.returncode != 0, proc.stdout
     assert f"configure: error: {old} is version 0.0.9; this package needs rseq-gen 0.1 or newer" in proc.stdout, proc.stdout
-
-
-def assert_same_outputs(build: Path, cli: Path):
-    """The header and source byte for byte; the manifest up to the output
-    directory it records."""
-    for name in OUTPUTS[:2]:
-        assert (build / name).read_bytes() == (cli / name).read_bytes(), name
-    built, expected = (json.loads((d / OUTPUTS[2]).read_text()) for d in (build, cli))
-    assert Path(built.pop("output_dir")).resolve() == build.resolve()
-    expected.pop("output_dir")
-    assert built == expected
-
-
-def _dynsym_defined(path: Path) -> set:
-    from elftools.elf.elffile import ELFFile
-
-    with open(path, "rb") as f:
-        dynsym = ELFFile(f).get_section_by_name(".dynsym")
-        return {s.name for s in dynsym.iter_symbols() if s["st_shndx"] != "SHN_UNDEF"}

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, require_tool
-from installed import clean_env, run
+from installed import assert_same_as_cli, clean_env, dynsym_defined, run
 
 pytestmark = pytest.mark.xdist_group("meson")
 
@@ -81,7 +81,7 @@ def test_meson_library(meson, ninja, rseq_env, tmp_path):
     assert re.search(r"rseq-gen verify: 1 file\(s\), 0 error\(s\)", log), log
 
     # The library exports its API and nothing of the generated code.
-    exported = _dynsym_defined(build / "libstats.so.1.0")
+    exported = dynsym_defined(build / "libstats.so.1.0")
     assert {"stats_count", "stats_total", "stats_cpus", "stats_rseq_owner"} <= exported, sorted(exported)
     assert not {s for s in exported if s.startswith(f"{PREFIX}_")}, sorted(exported)
 
@@ -89,7 +89,7 @@ def test_meson_library(meson, ninja, rseq_env, tmp_path):
     cli = tmp_path / "cli"
     run([rseq_env.rseq_gen, "generate", "--protocol", "compat", "--prefix", PREFIX, "--output-dir", cli,
          "--manifest", cli / OUTPUTS[2], "--origin", src / "meson.build"])
-    assert_same_outputs(build, cli)
+    assert_same_as_cli(build, cli, PREFIX)
 
     # Nothing changed: nothing runs, also after a reconfigure.
     header = build / OUTPUTS[0]
@@ -156,17 +156,6 @@ def test_rseq_gen_on_path_or_nowhere(meson, ninja, rseq_env, tmp_path):
                      out), out
 
 
-def assert_same_outputs(build: Path, cli: Path):
-    """The header and source byte for byte; the manifest up to the output
-    directory it records."""
-    for name in OUTPUTS[:2]:
-        assert (build / name).read_bytes() == (cli / name).read_bytes(), name
-    built, expected = (json.loads((d / OUTPUTS[2]).read_text()) for d in (build, cli))
-    assert Path(built.pop("output_dir")).resolve() == build.resolve()
-    expected.pop("output_dir")
-    assert built == expected
-
-
 def test_cross_build_generates_for_the_host_machine(meson, ninja, rseq_env, tmp_path):
     """A cross file for aarch64: the code is generated for aarch64 (Meson's
     host machine), rseq-gen still runs on the build machine, and `meson
@@ -201,11 +190,3 @@ endian = 'little'
     from elftools.elf.elffile import ELFFile
     with open(build / "libstats.so.1.0", "rb") as f:
         assert ELFFile(f)["e_machine"] == "EM_AARCH64"
-
-
-def _dynsym_defined(path: Path) -> set:
-    from elftools.elf.elffile import ELFFile
-
-    with open(path, "rb") as f:
-        dynsym = ELFFile(f).get_section_by_name(".dynsym")
-        return {s.name for s in dynsym.iter_symbols() if s["st_shndx"] != "SHN_UNDEF"}
