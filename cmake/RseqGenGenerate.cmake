@@ -178,6 +178,14 @@ function(_rseq_gen_attach target scope)
   set_property(TARGET ${target} APPEND PROPERTY RSEQ_GEN_MANIFESTS "${_manifest}")
   set_property(TARGET ${target} APPEND PROPERTY RSEQ_GEN_PREFIXES "${ARG_PREFIX}")
   set_property(TARGET ${target} APPEND PROPERTY RSEQ_GEN_PROTOCOLS "${ARG_PROTOCOL}")
+  # What a version script of the target must keep global: the names the
+  # protocol shares between modules, and every generated name when exported.
+  string(REPLACE "-" "_" _p "${ARG_PROTOCOL}")
+  set(_globals ${RSEQ_GEN_PROTOCOL_${_p}_SHARED_SYMBOLS})
+  if(ARG_VISIBILITY STREQUAL "default")
+    list(APPEND _globals "${ARG_PREFIX}_*")
+  endif()
+  set_property(TARGET ${target} APPEND PROPERTY RSEQ_GEN_VERSION_SCRIPT_GLOBALS ${_globals})
   set_property(TARGET ${target} APPEND PROPERTY RSEQ_GEN_HEADERS "${_header}")
 endfunction()
 

@@ -53,6 +53,8 @@ def render() -> str:
     for name, p in PROTOCOLS.items():
         flags = list(getattr(p, "executable_link_flags", ()))
         lines.append(f"set(RSEQ_GEN_PROTOCOL_{name.replace('-', '_')}_EXECUTABLE_LINK_FLAGS {_cmake_list(flags)})")
+        lines.append(f"set(RSEQ_GEN_PROTOCOL_{name.replace('-', '_')}_SHARED_SYMBOLS "
+                     f"{_cmake_list(list(p.shared_symbols))})")
     for arch in ARCHES.values():
         names = [arch.name] + [m for m in arch.machine_names if m != arch.name]
         lines.append(f"set(RSEQ_GEN_ARCH_{arch.name}_NAMES {_cmake_list([n.lower() for n in names])})")
