@@ -38,12 +38,15 @@ def path_without_rseq_gen(path: str | None = None) -> str:
     return os.pathsep.join(d for d in dirs if d and not (Path(d) / "rseq-gen").exists())
 
 
-def clean_env(**extra) -> dict:
+def clean_env(*, hide_rseq_gen: bool = False, **extra) -> dict:
     """The environment for every build-tool run: no PYTHONPATH (it would make
     the venv's Python import rseq_gen from the source tree instead of the
-    installed wheel), no inherited build settings, no rseq-gen on PATH."""
+    installed wheel), no inherited build settings. ``hide_rseq_gen``: no
+    rseq-gen on PATH either (for tests of how a build system finds it; the
+    tools they run are then given by absolute path)."""
     env = {k: v for k, v in os.environ.items() if k not in _FOREIGN}
-    env["PATH"] = path_without_rseq_gen(env.get("PATH"))
+    if hide_rseq_gen:
+        env["PATH"] = path_without_rseq_gen(env.get("PATH"))
     env["CMAKE_BUILD_PARALLEL_LEVEL"] = "2"
     env.update(extra)
     return env

@@ -40,7 +40,7 @@ def autotools() -> dict:
 
 def env_for(rseq_env, **extra) -> dict:
     """rseq-gen only through its pkg-config file (PATH has none)."""
-    return clean_env(PKG_CONFIG_PATH=str(rseq_env.pkgconfigdir), **extra)
+    return clean_env(hide_rseq_gen=True, PKG_CONFIG_PATH=str(rseq_env.pkgconfigdir), **extra)
 
 
 @pytest.fixture(scope="module")
@@ -180,7 +180,7 @@ def test_bad_prefix_stops_autoreconf_or_configure(prefix, stage, message, autoto
 
 
 def test_rseq_gen_missing_or_too_old_stops_configure(source, rseq_env, tmp_path):
-    env = clean_env()  # neither on PATH nor through pkg-config
+    env = clean_env(hide_rseq_gen=True)  # neither on PATH nor through pkg-config
     proc = run([source / "configure"], cwd=tmp_path, env=env, check=False)
     assert proc.returncode != 0 and "configure: error: rseq-gen not found" in proc.stdout, proc.stdout
 

@@ -33,17 +33,23 @@ def meson() -> str:
 
 
 @pytest.fixture(scope="module")
-def ninja() -> str:
+def ninja(tmp_path_factory) -> str:
+    """Ninja, alone in a directory of its own: Meson looks for it on PATH,
+    and the directory pip put it in may also hold an installed rseq-gen
+    (CI's), which these tests must not find."""
     try:
         import ninja as ninja_pkg  # pip's ninja (the test extra)
-        return str(Path(ninja_pkg.BIN_DIR) / "ninja")
+        found = str(Path(ninja_pkg.BIN_DIR) / "ninja")
     except ImportError:
-        return require_tool("ninja", "ninja (pip install ninja: the test extra)")
+        found = require_tool("ninja", "ninja (pip install ninja: the test extra)")
+    link = tmp_path_factory.mktemp("ninja-bin") / "ninja"
+    link.symlink_to(found)
+    return str(link)
 
 
 def meson_env(rseq_env, ninja, **extra) -> dict:
     """rseq-gen only through its pkg-config file; Meson's Ninja on PATH."""
-    env = clean_env(PKG_CONFIG_PATH=str(rseq_env.pkgconfigdir), **extra)
+    env = clean_env(hide_rseq_gen=True, PKG_CONFIG_PATH=str(rseq_env.pkgconfigdir), **extra)
     env["PATH"] = os.pathsep.join((str(Path(ninja).parent), env["PATH"]))
     return env
 

@@ -22,7 +22,7 @@ DIR_FLAGS = ("--cmakedir", "--pkgconfigdir", "--aclocaldir")
 
 def pkg_config(env_dir: Path, *args, check=True):
     return run([require_tool("pkg-config", "pkgconf"), *args, "rseq-gen"],
-               env=clean_env(PKG_CONFIG_PATH=str(env_dir)), check=check)
+               env=clean_env(hide_rseq_gen=True, PKG_CONFIG_PATH=str(env_dir)), check=check)
 
 
 @pytest.mark.parametrize("flag", DIR_FLAGS)
