@@ -24,7 +24,8 @@ import pytest
 
 from conftest import RSEQ_GEN, generate, require_tool, run_build
 from rseq_gen.coexistence import Member, predict
-from rseq_gen.protocols import ENVIRONMENT_VARIABLES, PROTOCOLS
+from rseq_gen.environments import ENVIRONMENT_VARIABLES
+from rseq_gen.protocols import PROTOCOLS
 
 PREFIX = "st"
 ENVS = ("glibc", "glibc-rseq-off")

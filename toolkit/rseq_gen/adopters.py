@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 # The rows' behaviour columns are the libc environments (rseq_gen.environments).
 from rseq_gen.environments import LIBC_ENVIRONMENTS, LIBC_REGISTERS, NO_DLSYM
+# Also readable here, as before the vocabulary had a module of its own.
+from rseq_gen.environments import LIBC_ENVIRONMENT_TITLES  # noqa: F401
 
 #: Alignment of glibc's static TLS block when no start-up module asks for
 #: more (x86_64, glibc 2.36, measured): dlopen refuses an object whose

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 # The expectation columns below are the run environments (rseq_gen.environments).
 from rseq_gen.environments import DENIED, ENVIRONMENT_TITLES, ENVIRONMENTS
+# Also readable here, as before the vocabulary had a module of its own.
+from rseq_gen.environments import ENVIRONMENT_VARIABLES, LIBC_REGISTERS  # noqa: F401
 from rseq_gen.errors import UsageError
 
 
