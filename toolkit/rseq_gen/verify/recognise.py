@@ -23,7 +23,7 @@ _BINDS = {"STB_GLOBAL": "global", "STB_GNU_UNIQUE": "global", "STB_WEAK": "weak"
 def defined_symbols(syms, shared_library: bool) -> dict[str, dict]:
     """``{name: {"type", "bind", "size", "dynamic"}}`` for the defined
     symbols among NAMES, in the form rseq_gen.adopters.recognise reads.
-    ``syms`` is a verify.checks.Symbols lookup that covers NAMES."""
+    ``syms`` is a verify.symbols.Symbols lookup that covers NAMES."""
     out = {}
     for name in NAMES:
         s = syms.dyn(name)
