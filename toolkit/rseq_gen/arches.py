@@ -10,7 +10,7 @@ from __future__ import annotations
 import platform
 from dataclasses import dataclass, field
 
-from rseq_gen.errors import UsageError
+from rseq_gen.errors import UsageError, unknown_choice
 
 
 @dataclass(frozen=True)
@@ -247,9 +247,7 @@ def parse_arch_list(text: str | None) -> list[Arch]:
     for name in names:
         arch = ARCHES.get(name)
         if arch is None:
-            raise UsageError(
-                f"--arch: unknown architecture {name!r} (known: {', '.join(ARCHES)})"
-            )
+            raise unknown_choice("--arch", "architecture", name, ARCHES)
         if arch not in out:
             out.append(arch)
     return out

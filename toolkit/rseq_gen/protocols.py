@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rseq_gen.errors import UsageError
+from rseq_gen.errors import unknown_choice
 
 #: Environments the test matrix and the demo run in (see tests/README for how
 #: each one is made).
@@ -180,9 +180,7 @@ def get_protocol(name: str) -> Protocol:
     try:
         return PROTOCOLS[name]
     except KeyError:
-        raise UsageError(
-            f"--protocol: unknown protocol {name!r} (known: {', '.join(PROTOCOLS)})"
-        ) from None
+        raise unknown_choice("--protocol", "protocol", name, PROTOCOLS) from None
 
 
 ENVIRONMENT_TITLES = {

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, fields
 
 from rseq_gen.abi import DEFAULT_REGISTRATION, REGISTRATION_MODES, RegistrationMode
 from rseq_gen.arches import Arch, parse_arch_list
-from rseq_gen.errors import UsageError
+from rseq_gen.errors import UsageError, unknown_choice
 from rseq_gen.protocols import DEFAULT_PROTOCOL, Protocol, get_protocol
 
 TLS_MODELS = ("auto", "initial-exec", "global-dynamic")
@@ -43,10 +43,9 @@ class GenerateOptions:
         if _RESERVED_PREFIX.match(prefix):
             raise UsageError(f"--prefix: {prefix!r} is reserved (starts with _ and a capital or _)")
         if tls_model not in TLS_MODELS:
-            raise UsageError(f"--tls-model: {tls_model!r} is not one of {', '.join(TLS_MODELS)}")
+            raise unknown_choice("--tls-model", "TLS model", tls_model, TLS_MODELS)
         if registration not in REGISTRATION_MODES:
-            raise UsageError(f"--registration: {registration!r} is not one of "
-                             f"{', '.join(REGISTRATION_MODES)}")
+            raise unknown_choice("--registration", "registration mode", registration, REGISTRATION_MODES)
         resolved = tls_model
         if tls_model == "auto":
             resolved = "global-dynamic" if dlopen_safe else "initial-exec"

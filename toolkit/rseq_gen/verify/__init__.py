@@ -16,7 +16,7 @@ import re
 import sys
 from pathlib import Path
 
-from rseq_gen.errors import UsageError
+from rseq_gen.errors import UsageError, os_error_words
 from rseq_gen.protocols import PROTOCOLS
 
 FAIL_ON = ("error", "warning")
@@ -71,13 +71,13 @@ def load_manifest(path: Path) -> dict:
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
-        raise UsageError(f"--manifest: cannot read {path}: {exc.strerror}") from None
+        raise UsageError(f"--manifest {path}: {os_error_words(exc)}") from None
     except (ValueError, UnicodeDecodeError) as exc:
-        raise UsageError(f"--manifest: {path} is not valid JSON: {exc}") from None
+        raise UsageError(f"--manifest {path}: not valid JSON: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("symbols", []), list) \
             or not all(isinstance(s, dict) and isinstance(s.get("name"), str)
                        for s in data.get("symbols", [])):
-        raise UsageError(f"--manifest: {path} is not an rseq-gen manifest (no symbols list)")
+        raise UsageError(f"--manifest {path}: not an rseq-gen manifest (no symbols list)")
     base = data.get("output_dir") or str(Path(path).resolve().parent)
     for s in data.get("symbols", []):
         src = s.get("source")
@@ -167,12 +167,13 @@ def execute(args: argparse.Namespace) -> int:
         print(f"rseq-gen verify: {where}: {e['message']}", file=sys.stderr)
     text = render(report, args.format)
     if args.output:
-        from rseq_gen.fsutil import write_atomic
+        from rseq_gen.fsutil import WriteError, write_atomic
 
         try:
             write_atomic(args.output, text)
-        except OSError as exc:
-            raise UsageError(f"--output: cannot write {args.output}: {exc.strerror}") from None
+        except WriteError as exc:
+            where = "" if exc.failing == exc.target else f"{exc.failing}: "
+            raise UsageError(f"--output {args.output}: {where}{exc.words}") from None
     else:
         sys.stdout.write(text)
         sys.stdout.flush()
