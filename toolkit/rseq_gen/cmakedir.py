@@ -29,6 +29,6 @@ def cmake_dir() -> Path:
     if (directory / CONFIG_FILE).is_file():
         return directory
     raise UsageError(
-        f"rseq-gen --cmakedir: no {CONFIG_FILE} in {directory}: this rseq-gen runs from a "
+        f"--cmakedir: no {CONFIG_FILE} in {directory}: this rseq-gen runs from a "
         "source tree, and the CMake package is only made when the wheel is built; "
         "install it first (pip install <path to rseq-gen>) and run the installed rseq-gen")
