@@ -12,7 +12,7 @@ from rseq_gen import __version__
 from rseq_gen.errors import UsageError, did_you_mean, unknown_choice
 
 #: Subcommand modules, in --help order.
-SUBCOMMANDS = ("generate", "verify", "demo", "probe")
+SUBCOMMANDS = ("generate", "verify", "explain", "demo", "probe")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -28,7 +28,8 @@ def configure_parser(sub) -> None:
         "verify", help="check ELF objects, archives and binaries for rseq problems",
         description="Check relocatable objects, static archives, shared libraries and executables "
                     "for rseq symbol layout, glibc ABI use, TLS model, critical sections and "
-                    "protocol conflicts. Rules: docs/rules.md.")
+                    "protocol conflicts. Each finding names a rule and its fix; "
+                    "`rseq-gen explain RULE` explains a rule, `rseq-gen explain` lists them.")
     p.add_argument("paths", nargs="+", metavar="PATH", help="files to check")
     p.add_argument("--manifest", type=Path, metavar="FILE",
                    help="manifest written by `rseq-gen generate --manifest`: check what it promises")
@@ -48,6 +49,9 @@ def configure_parser(sub) -> None:
     p.add_argument("--dlopen", action="store_true",
                    help="the shared libraries will be dlopen'd (initial-exec TLS is an error)")
     p.add_argument("--format", choices=FORMATS, default="text", help="output format (default: text)")
+    p.add_argument("--notes", "-v", "--verbose", action="store_true", dest="notes",
+                   help="also show informational notes in the text output (the other formats "
+                        "always carry them)")
     p.add_argument("--output", type=Path, metavar="FILE", help="write the report here instead of stdout")
     p.add_argument("--fail-on", choices=FAIL_ON, default="error",
                    help="lowest severity that makes the exit code 1 (default: error)")
@@ -165,7 +169,7 @@ def execute(args: argparse.Namespace) -> int:
     for e in errors:
         where = f"{e['file']}({e['member']})" if e.get("member") else e["file"]
         print(f"rseq-gen verify: {where}: {e['message']}", file=sys.stderr)
-    text = render(report, args.format)
+    text = render(report, args.format, notes=args.notes)
     if args.output:
         from rseq_gen.fsutil import WriteError, write_atomic
 
