@@ -21,12 +21,18 @@ def _cmake_list(values) -> str:
     return '"' + ";".join(values) + '"'
 
 
+def _cmake_string(value: str) -> str:
+    """A quoted CMake argument holding exactly ``value``."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$") + '"'
+
+
 def render() -> str:
     from rseq_gen import __version__
     from rseq_gen.abi import DEFAULT_REGISTRATION, REGISTRATION_MODES
     from rseq_gen.arches import ARCHES
     from rseq_gen.protocols import DEFAULT_PROTOCOL, PROTOCOLS
-    from rseq_gen.settings import TLS_MODELS
+    from rseq_gen.settings import PREFIX_RULES, TLS_MODELS
+    from rseq_gen.verify import FAIL_ON, FORMATS
 
     owning = [name for name, p in PROTOCOLS.items() if p.area is not None]
     lines = [
@@ -41,7 +47,16 @@ def render() -> str:
         f"set(RSEQ_GEN_REGISTRATIONS {_cmake_list(list(REGISTRATION_MODES))})",
         f'set(RSEQ_GEN_DEFAULT_REGISTRATION "{DEFAULT_REGISTRATION}")',
         f"set(RSEQ_GEN_ARCHES {_cmake_list(list(ARCHES))})",
+        f"set(RSEQ_GEN_VERIFY_FORMATS {_cmake_list(list(FORMATS))})",
+        f"set(RSEQ_GEN_VERIFY_FAIL_ON {_cmake_list(list(FAIL_ON))})",
+        "# What a PREFIX must be (rseq_gen.settings.PREFIX_RULES): each rule's regex,",
+        "# whether the prefix must match it (1) or must not (0), and what is wrong otherwise.",
+        f'set(RSEQ_GEN_PREFIX_RULE_COUNT "{len(PREFIX_RULES)}")',
     ]
+    for i, (pattern, must_match, problem) in enumerate(PREFIX_RULES):
+        lines.append(f"set(RSEQ_GEN_PREFIX_RULE_{i}_REGEX {_cmake_string(pattern)})")
+        lines.append(f'set(RSEQ_GEN_PREFIX_RULE_{i}_MUST_MATCH "{int(must_match)}")')
+        lines.append(f"set(RSEQ_GEN_PREFIX_RULE_{i}_PROBLEM {_cmake_string(problem)})")
     lines.append("# Link flags an executable holding the protocol's code needs (exports the")
     lines.append("# shared symbols for modules it dlopen's later).")
     for name, p in PROTOCOLS.items():

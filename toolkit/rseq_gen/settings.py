@@ -12,8 +12,24 @@ from rseq_gen.errors import UsageError, unknown_choice
 from rseq_gen.protocols import DEFAULT_PROTOCOL, Protocol, get_protocol
 
 TLS_MODELS = ("auto", "initial-exec", "global-dynamic")
-_C_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-_RESERVED_PREFIX = re.compile(r"_[A-Z_]")
+#: What a prefix must be, as (regex, whether the prefix must match it, what
+#: is wrong otherwise). The regexes keep to what CMake's regex understands too:
+#: cmake/write_tables.py exports this table, so rseq_gen_add_library checks
+#: PREFIX by the same rules at configure time.
+PREFIX_RULES = (
+    (r"^[A-Za-z_][A-Za-z0-9_]*$", True, "is not a C identifier"),
+    (r"^_[A-Z_]", False, "is reserved (starts with _ and a capital or _)"),
+)
+
+
+def prefix_problem(prefix: str) -> str | None:
+    """What is wrong with ``prefix`` (None: nothing)."""
+    for pattern, must_match, problem in PREFIX_RULES:
+        if pattern.endswith("$"):  # CMake's end of string; Python's would allow a final newline
+            pattern = pattern[:-1] + r"\Z"
+        if bool(re.search(pattern, prefix)) != must_match:
+            return problem
+    return None
 
 
 @dataclass(frozen=True)
@@ -38,10 +54,9 @@ class GenerateOptions:
     def from_strings(cls, *, protocol: str | None, prefix: str, arch: str | None,
                      tls_model: str = "auto", dlopen_safe: bool = False,
                      registration: str = DEFAULT_REGISTRATION) -> "GenerateOptions":
-        if not _C_IDENTIFIER.match(prefix or ""):
-            raise UsageError(f"--prefix: {prefix!r} is not a C identifier")
-        if _RESERVED_PREFIX.match(prefix):
-            raise UsageError(f"--prefix: {prefix!r} is reserved (starts with _ and a capital or _)")
+        problem = prefix_problem(prefix or "")
+        if problem:
+            raise UsageError(f"--prefix: {prefix!r} {problem}")
         if tls_model not in TLS_MODELS:
             raise unknown_choice("--tls-model", "TLS model", tls_model, TLS_MODELS)
         if registration not in REGISTRATION_MODES:
