@@ -561,7 +561,8 @@ def test_every_argument_is_checked_at_configure_time(tools, rseq_env, tmp_path):
         assert rc != 0 and f"RseqGen: {message}" in out, (call, out)
         assert out.count("CMake Error") == 1, (call, out)
     # The CMake check and the command line agree on every prefix.
-    for prefix in ("mylib", "_mylib", "a1_b", "_Mylib", "__x", "my-lib", "1abc", "a.b", "x__y"):
+    for prefix in ("mylib", "_mylib", "a1_b", "_Mylib", "__x", "my-lib", "1abc", "a.b", "x__y", "rseq",
+                   "rseq_counters", "rseqx"):
         rc, out = configure(f"rseq_gen_add_library(lib_{abs(hash(prefix))} PREFIX {prefix})")
         problem = prefix_problem(prefix)
         assert (rc != 0) == (problem is not None), (prefix, out)
