@@ -42,7 +42,7 @@ def prefix_problem(prefix: str) -> str | None:
 
 @dataclass(frozen=True)
 class GenerateOptions:
-    protocol: Protocol = field(metadata={"doc": "Coexistence protocol (see the README's protocol table)."})
+    protocol: Protocol = field(metadata={"doc": "Coexistence protocol: who registers rseq for a thread, and which area it uses."})
     prefix: str = field(metadata={"doc": "C identifier that starts every exported symbol."})
     arches: tuple[Arch, ...] = field(metadata={"doc": "Architectures the header carries code for."})
     tls_model: str = field(metadata={
