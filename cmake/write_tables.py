@@ -2,7 +2,7 @@
 
 usage: python write_tables.py <toolkit dir> <output file>
 
-The CMake functions check PROTOCOL/ARCH/TLS_MODEL/REGISTRATION and map
+The CMake functions check PROTOCOL/ARCH/TLS_MODEL/REGISTRATION/VISIBILITY/PREFIX and map
 CMAKE_SYSTEM_PROCESSOR with these values, so the CMake package always agrees
 with the rseq-gen it ships with. Imports only the table modules (no jinja2).
 """
@@ -31,7 +31,8 @@ def render() -> str:
     from rseq_gen.abi import DEFAULT_REGISTRATION, REGISTRATION_MODES
     from rseq_gen.arches import ARCHES
     from rseq_gen.protocols import DEFAULT_PROTOCOL, PROTOCOLS
-    from rseq_gen.settings import PREFIX_RULES, TLS_MODELS
+    from rseq_gen.adopters import ADOPTERS
+    from rseq_gen.settings import PREFIX_RULES, TLS_MODELS, VISIBILITIES
     from rseq_gen.verify import FAIL_ON, FORMATS
 
     owning = [name for name, p in PROTOCOLS.items() if p.area is not None]
@@ -47,6 +48,11 @@ def render() -> str:
         f"set(RSEQ_GEN_REGISTRATIONS {_cmake_list(list(REGISTRATION_MODES))})",
         f'set(RSEQ_GEN_DEFAULT_REGISTRATION "{DEFAULT_REGISTRATION}")',
         f"set(RSEQ_GEN_ARCHES {_cmake_list(list(ARCHES))})",
+        f"set(RSEQ_GEN_VISIBILITIES {_cmake_list(list(VISIBILITIES))})",
+        f'set(RSEQ_GEN_DEFAULT_VISIBILITY "{VISIBILITIES[0]}")',
+        "# Prefixes another adopter's API takes (PREFIX may not be one, nor start",
+        "# with one and an underscore; the PREFIX rules below check that too).",
+        f"set(RSEQ_GEN_RESERVED_PREFIXES {_cmake_list(sorted({p for a in ADOPTERS.values() for p in a.api_prefixes}))})",
         f"set(RSEQ_GEN_VERIFY_FORMATS {_cmake_list(list(FORMATS))})",
         f"set(RSEQ_GEN_VERIFY_FAIL_ON {_cmake_list(list(FAIL_ON))})",
         "# What a PREFIX must be (rseq_gen.settings.PREFIX_RULES): each rule's regex,",
@@ -62,6 +68,8 @@ def render() -> str:
     for name, p in PROTOCOLS.items():
         flags = list(getattr(p, "executable_link_flags", ()))
         lines.append(f"set(RSEQ_GEN_PROTOCOL_{name.replace('-', '_')}_EXECUTABLE_LINK_FLAGS {_cmake_list(flags)})")
+        lines.append(f"set(RSEQ_GEN_PROTOCOL_{name.replace('-', '_')}_SHARED_SYMBOLS "
+                     f"{_cmake_list(list(p.shared_symbols))})")
     for arch in ARCHES.values():
         names = [arch.name] + [m for m in arch.machine_names if m != arch.name]
         lines.append(f"set(RSEQ_GEN_ARCH_{arch.name}_NAMES {_cmake_list([n.lower() for n in names])})")
