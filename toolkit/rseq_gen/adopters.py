@@ -1,7 +1,7 @@
 """The rseq adopters rseq-gen knows, one row each: how to recognise each one
 in a running process and in ELF files, and what each does in each libc
 environment. The generated runtime (templates/rseq.c.j2), the verifier's
-prediction (rseq_gen.coexistence), the README's pairing table and the
+prediction (rseq_gen.coexistence), the pairing table of docs/protocols.md and the
 coexistence matrix test all read these rows.
 
 Facts and their public sources: shared/reference/rseq-abi.md section 2
@@ -121,7 +121,7 @@ class Adopter:
     #: and an underscore: its names would collide with the adopter's (and
     #: the generated code looks some of them up to detect the adopter).
     api_prefixes: tuple[str, ...] = ()
-    #: What it does, per libc environment (README and verifier text).
+    #: What it does, per libc environment (docs and verifier text).
     behaviour: dict = field(default_factory=dict)
     notes: str = ""
 

@@ -1,6 +1,6 @@
 """The coexistence protocols, one row each.
 
-The generator reads the behaviour flags; the README table, the manifest and the
+The generator reads the behaviour flags; the table of docs/protocols.md, the manifest and the
 test matrix read the documentation and expectation columns. Keep them here so a
 protocol is described once.
 """
@@ -44,7 +44,7 @@ class Protocol:
     refcount: bool
     #: Coordinate through the global flag ``__rseq_handled``.
     handled_flag: bool
-    #: One-line rule and table cells for the README.
+    #: One-line rule (header comment) and table cells for docs/protocols.md.
     rule: str
     registers: str
     area_doc: str
@@ -197,8 +197,8 @@ ENVIRONMENT_TITLES = {
 
 
 def markdown_table() -> str:
-    """The README's protocol table, made from the rows above (a test keeps the
-    README in step). Owner cells read lone module / second module."""
+    """The protocol table of docs/protocols.md, made from the rows above (a test
+    keeps the page in step). Owner cells read lone module / second module."""
     envs = [ENVIRONMENT_TITLES[e] for e in ENVIRONMENTS]
     head = ["protocol", "who registers", "area", "unregistered", *envs]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]

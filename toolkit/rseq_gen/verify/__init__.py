@@ -1,6 +1,6 @@
 """``rseq-gen verify``: check objects, archives, shared libraries and
 executables for the rseq symbols, TLS layout, critical sections and protocol
-conflicts (rules: rseq_gen.rules, docs/rules.md).
+conflicts (rules: rseq_gen.rules; `rseq-gen explain` and docs/rules.md).
 
 Exit codes: 0 clean; 1 findings at or above ``--fail-on``; 2 usage error or
 an unreadable/malformed input (one line each on stderr; the other inputs are
