@@ -300,7 +300,7 @@ def _summary(p: Prediction):
     return {t: (o.owners, o.peers, o.registrant) for t, o in p.threads.items()}, p.broken, p.degraded
 
 
-# ---- the pairing table of docs/protocols.md-----------------------------------------
+# ---- the pairing table of docs/protocols.md ----------------------------------
 
 
 @dataclass(frozen=True)
