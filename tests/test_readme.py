@@ -201,3 +201,25 @@ def test_apt_packages_reach_every_toolchain_the_preflight_checks():
 
     listed = set((ROOT / ".ci" / "apt-packages.txt").read_text().split())
     assert packages() <= listed, f"add to .ci/apt-packages.txt: {sorted(packages() - listed)}"
+
+
+def test_readme_without_cmake_commands_work(tmp_path):
+    """The 'Without CMake' commands, run as written (with the README's C
+    block as mylib.c): the library builds and verifies clean."""
+    import shlex
+    import subprocess
+
+    from conftest import RSEQ_GEN
+
+    section = README[README.index("## Without CMake"):]
+    section = section[:section.index("\n## ")]
+    commands = re.search(r"```sh\n(.+?)\n```", section, re.S).group(1).splitlines()
+    (tmp_path / "mylib.c").write_text(re.search(r"```c\n(.+?)\n```", README, re.S).group(1) + "\n")
+    for line in commands:
+        argv = shlex.split(line, comments=True)
+        if argv[0] == "rseq-gen":
+            argv = [*RSEQ_GEN, *argv[1:]]
+        proc = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True)
+        assert proc.returncode == 0, (line, proc.stdout, proc.stderr)
+        if "verify" in line:
+            assert " 0 error(s), 0 warning(s)" in proc.stdout, proc.stdout
