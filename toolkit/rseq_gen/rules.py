@@ -347,7 +347,7 @@ def find_rule(text: str) -> Rule | None:
     key = text.strip()
     if key.isdigit():
         key = "RSEQ" + key
-    return RULES.get(key.upper()) or RULES_BY_NAME.get(key.lower())
+    return RULES.get(key.upper()) or next((r for r in RULE_LIST if r.name == key.lower()), None)
 
 
 def explain_text(rule: Rule, width: int = 78) -> str:
