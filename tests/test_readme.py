@@ -149,6 +149,13 @@ int main(void)
     bufs = calloc((size_t)slots, sizeof *bufs);
     if (lists == NULL || bufs == NULL || stats_init() != 0) return 2;
     for (int i = 0; i < NODES; i++) push(&nodes[i]);
+    /* Every node is on this CPU's list now, and a worker that never runs on
+     * this CPU pops nothing: make sure pop is exercised at least once. */
+    struct node *first = NULL;
+    for (long tries = 0; first == NULL && tries < 100000000; tries++) first = pop();
+    if (first == NULL) return 3;
+    first->value++;
+    push(first);
     for (int i = 0; i < CAP / 2; i++) if (buf_push(&items[i]) != 0) return 2;
     for (int i = 0; i < 4; i++) pthread_create(&t[i], NULL, worker, NULL);
     for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);
