@@ -1,7 +1,7 @@
 """Per-architecture facts the generator and the verifier share, as one table.
 
 RSEQ_SIG values and syscall numbers: glibc sysdeps/unix/sysv/linux/*/bits/rseq.h
-and the kernel syscall tables (shared/reference/rseq-abi.md sections 1.7, 1.8).
+and the kernel's syscall tables (arch/*/entry/syscalls/*.tbl, asm-generic/unistd.h).
 Adding an architecture means adding a row here and an ``arch/<template>`` file.
 """
 
