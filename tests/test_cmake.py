@@ -359,7 +359,7 @@ def test_three_lines_with_clang_and_prefix_path(tools, rseq_env, verify_availabl
 
 # ---- a shared library built the way C libraries are built ---------------------
 
-@pytest.mark.parametrize("proto_a,proto_b", [("own", "compat"), ("glibc", "refcount")])
+@pytest.mark.parametrize("proto_a,proto_b", [("glibc", "compat"), ("compat", "refcount")])
 def test_shared_library_with_version_script(proto_a, proto_b, tools, rseq_env, verify_available,
                                             tmp_path):
     """tests/fixtures/cmake/shared-library: hidden visibility, a version
