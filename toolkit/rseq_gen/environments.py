@@ -11,8 +11,8 @@ Two tables, one mapped onto the other:
   adopters that look glibc up only with dlsym do not see its registration.
   musl never registers.
 - ``RUN_ENVIRONMENTS``: how the test matrix and the demo make one on this
-  machine (a link, a tunable, a seccomp filter), each naming the libc
-  environment it is an instance of.
+  machine (a link, a tunable, a seccomp filter: tests/test_matrix.py makes
+  each one), each naming the libc environment it is an instance of.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The coexistence protocols, one row each.
 
-The generator reads the behaviour flags; the README table, the manifest and the
+The generator reads the behaviour flags; the table of docs/protocols.md, the manifest and the
 test matrix read the documentation and expectation columns. Keep them here so a
 protocol is described once.
 """
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from rseq_gen.environments import DENIED, ENVIRONMENT_TITLES, ENVIRONMENTS
 # Also readable here, as before the vocabulary had a module of its own.
 from rseq_gen.environments import ENVIRONMENT_VARIABLES, LIBC_REGISTERS  # noqa: F401
-from rseq_gen.errors import UsageError
+from rseq_gen.errors import unknown_choice
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ class Protocol:
     refcount: bool
     #: Coordinate through the global flag ``__rseq_handled``.
     handled_flag: bool
-    #: One-line rule and table cells for the README.
+    #: One-line rule (header comment) and table cells for docs/protocols.md.
     rule: str
     registers: str
     area_doc: str
@@ -164,16 +164,13 @@ def get_protocol(name: str) -> Protocol:
     try:
         return PROTOCOLS[name]
     except KeyError:
-        raise UsageError(
-            f"--protocol: unknown protocol {name!r} (known: {', '.join(PROTOCOLS)})"
-        ) from None
-
+        raise unknown_choice("--protocol", "protocol", name, PROTOCOLS) from None
 
 
 
 def markdown_table() -> str:
-    """The README's protocol table, made from the rows above (a test keeps the
-    README in step). Owner cells read lone module / second module."""
+    """The protocol table of docs/protocols.md, made from the rows above (a test
+    keeps the page in step). Owner cells read lone module / second module."""
     envs = [ENVIRONMENT_TITLES[e] for e in ENVIRONMENTS]
     head = ["protocol", "who registers", "area", "unregistered", *envs]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]

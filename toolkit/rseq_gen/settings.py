@@ -15,16 +15,38 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Callable
 
 from rseq_gen.abi import AREA_SIZE, DEFAULT_REGISTRATION, REGISTRATION_MODES, RegistrationMode
-from rseq_gen.adopters import reserved_prefix_owner
+from rseq_gen.adopters import ADOPTERS, reserved_prefix_owner
 from rseq_gen.arches import ARCHES, Arch, parse_arch_list
-from rseq_gen.errors import UsageError
+from rseq_gen.errors import UsageError, unknown_choice
 from rseq_gen.protocols import DEFAULT_PROTOCOL, PROTOCOLS, Protocol, get_protocol
 
 TLS_MODELS = ("auto", "initial-exec", "global-dynamic")
 VISIBILITIES = ("hidden", "default")
 DEFAULT_PREFIX = "rseqgen"
-_C_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-_RESERVED_PREFIX = re.compile(r"_[A-Z_]")
+#: What a prefix must be, as (regex, whether the prefix must match it, what
+#: is wrong otherwise). The regexes keep to what CMake's regex understands too:
+#: cmake/write_tables.py exports this table, so rseq_gen_add_library checks
+#: PREFIX by the same rules at configure time.
+PREFIX_RULES = (
+    (r"^[A-Za-z_][A-Za-z0-9_]*$", True, "is not a C identifier"),
+    (r"^_[A-Z_]", False, "is reserved (starts with _ and a capital or _)"),
+) + tuple(
+    # Another adopter's API namespace (rseq_gen.adopters: api_prefixes): the
+    # module's names would collide with it (the first adopter taking it names it).
+    (rf"^{taken}(_.*)?$", False, f"would collide with {owner.title}'s {taken}_* API; pick another")
+    for taken, owner in {taken: reserved_prefix_owner(taken)
+                         for a in ADOPTERS.values() for taken in a.api_prefixes}.items()
+)
+
+
+def prefix_problem(prefix: str) -> str | None:
+    """What is wrong with ``prefix`` (None: nothing)."""
+    for pattern, must_match, problem in PREFIX_RULES:
+        if pattern.endswith("$"):  # CMake's end of string; Python's would allow a final newline
+            pattern = pattern[:-1] + r"\Z"
+        if bool(re.search(pattern, prefix)) != must_match:
+            return problem
+    return None
 
 
 @dataclass(frozen=True)
@@ -54,28 +76,23 @@ class Option:
         return text + (f" Default: {default}." if default else "")
 
 
-def _choice(flag: str, choices) -> Callable[[str], str]:
+def _choice(flag: str, what: str, choices) -> Callable[[str], str]:
     def parse(text: str) -> str:
         if text not in choices:
-            raise UsageError(f"--{flag}: {text!r} is not one of {', '.join(choices)}")
+            raise unknown_choice(f"--{flag}", what, text, choices)
         return text
     return parse
 
 
 def _parse_prefix(prefix: str) -> str:
-    if not _C_IDENTIFIER.match(prefix or ""):
-        raise UsageError(f"--prefix: {prefix!r} is not a C identifier")
-    if _RESERVED_PREFIX.match(prefix):
-        raise UsageError(f"--prefix: {prefix!r} is reserved (starts with _ and a capital or _)")
-    owner = reserved_prefix_owner(prefix)
-    if owner is not None:
-        raise UsageError(f"--prefix: {prefix!r} would collide with {owner.title}'s "
-                         f"{'/'.join(p + '_*' for p in owner.api_prefixes)} API; pick another")
+    problem = prefix_problem(prefix or "")
+    if problem:
+        raise UsageError(f"--prefix: {prefix!r} {problem}")
     return prefix
 
 
 def _parse_registration(text: str) -> RegistrationMode:
-    return REGISTRATION_MODES[_choice("registration", tuple(REGISTRATION_MODES))(text)]
+    return REGISTRATION_MODES[_choice("registration", "registration mode", tuple(REGISTRATION_MODES))(text)]
 
 
 def _option(**kw):
@@ -87,7 +104,7 @@ class GenerateOptions:
     protocol: Protocol = _option(
         flag="protocol", metavar="P", default=DEFAULT_PROTOCOL, choices=tuple(PROTOCOLS),
         parse=lambda text: get_protocol(text or DEFAULT_PROTOCOL), plain=lambda p: p.name,
-        doc="Coexistence protocol (see the README's protocol table).")
+        doc="Coexistence protocol: who registers rseq for a thread, and which area it uses.")
     prefix: str = _option(
         flag="prefix", metavar="NAME", default=DEFAULT_PREFIX, parse=_parse_prefix,
         doc="C identifier that starts every exported symbol.")
@@ -98,7 +115,7 @@ class GenerateOptions:
         doc="Architectures the header carries code for.")
     tls_model: str = _option(
         flag="tls-model", metavar="M", default="auto", choices=TLS_MODELS,
-        parse=_choice("tls-model", TLS_MODELS),
+        parse=_choice("tls-model", "TLS model", TLS_MODELS),
         doc="TLS model of the module's own TLS: initial-exec is fastest; global-dynamic "
             "suits modules that are dlopen'd. auto picks global-dynamic with --dlopen-safe, "
             "initial-exec otherwise.")
@@ -115,7 +132,7 @@ class GenerateOptions:
             "feature size is above 32. Modules sharing __rseq_abi must use the same.")
     visibility: str = _option(
         flag="visibility", metavar="V", default="hidden", choices=VISIBILITIES,
-        parse=_choice("visibility", VISIBILITIES),
+        parse=_choice("visibility", "visibility", VISIBILITIES),
         doc="ELF visibility of the names the module defines: hidden keeps them inside the "
             "executable or shared library the module is linked into, whatever -fvisibility "
             "the build uses (no interposition, nothing added to a library's ABI); default "
