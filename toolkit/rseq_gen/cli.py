@@ -11,7 +11,7 @@ from rseq_gen import __version__
 from rseq_gen.errors import UsageError
 
 #: Subcommand modules, in --help order.
-SUBCOMMANDS = ("generate", "verify", "demo", "probe")
+SUBCOMMANDS = ("generate", "verify", "demo", "probe", "selftest")
 
 
 class _Parser(argparse.ArgumentParser):
