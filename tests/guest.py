@@ -244,9 +244,8 @@ def _sh_quote(text: str) -> str:
     return "'" + text.replace("'", "'\\''") + "'"
 
 
-def init_script(programs: Sequence[GuestProgram], token: str) -> str:
-    """/init: run every program, report on /dev/ttyS1, power off."""
-    out = "/dev/ttyS1"
+def init_script(programs: Sequence[GuestProgram], token: str, out: str = "/dev/ttyS1") -> str:
+    """/init: run every program, report on `out` (a serial port), power off."""
     lines = [
         "#!/bin/busybox sh",
         "export PATH=/bin",
