@@ -116,6 +116,11 @@ class Adopter:
     #: Alignment of its initial-exec TLS area (None: it has none). Above
     #: GLIBC_STARTUP_TLS_ALIGN, glibc cannot dlopen it.
     tls_align: int | None = None
+    #: C name prefixes its API takes ("rseq": rseq_* and rseq itself). A
+    #: generated module's prefix may not be one of them, nor start with one
+    #: and an underscore: its names would collide with the adopter's (and
+    #: the generated code looks some of them up to detect the adopter).
+    api_prefixes: tuple[str, ...] = ()
     #: What it does, per libc environment (README and verifier text).
     behaviour: dict = field(default_factory=dict)
     notes: str = ""
@@ -178,6 +183,7 @@ ADOPTERS: dict[str, Adopter] = {
             name="librseq",
             title="librseq (compudj/librseq)",
             area="private",
+            api_prefixes=("rseq",),
             publishes=("rseq_offset", "rseq_size", "rseq_flags"),
             elf_defines=(*_LIBRSEQ_API, SymbolRule("rseq_mempool_create", "func")),
             runtime_recognition="weak references (and, for a library loaded later, dlsym(RTLD_DEFAULT)) "
@@ -206,6 +212,7 @@ ADOPTERS: dict[str, Adopter] = {
             name="selftests",
             title="Linux kernel rseq selftests (tools/testing/selftests/rseq)",
             area="private",
+            api_prefixes=("rseq",),
             publishes=("rseq_offset", "rseq_size", "rseq_flags"),
             elf_defines=_LIBRSEQ_API,
             elf_absent=("rseq_mempool_create",),
@@ -321,3 +328,13 @@ def _matches(rule: SymbolRule, sym: dict | None, elfclass: int = 64) -> bool:
         return False
     size = rule.size_for(elfclass)
     return size is None or sym.get("size") in (None, size)
+
+
+def reserved_prefix_owner(prefix: str) -> Adopter | None:
+    """The adopter whose API a generated module of this prefix would collide
+    with, or None."""
+    for adopter in ADOPTERS.values():
+        for taken in adopter.api_prefixes:
+            if prefix == taken or prefix.startswith(taken + "_"):
+                return adopter
+    return None

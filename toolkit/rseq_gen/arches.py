@@ -46,6 +46,16 @@ class Arch:
     #: no "offset known yet?" test. None: no such data relocation (or not
     #: tested here); the fast paths keep the test.
     exe_tp_offset_data: str | None = None
+    #: The area offset that stands for "no area" (not known yet, or the
+    #: thread has none): a value no area can have. 0 where the thread pointer
+    #: addresses the TCB, so that no TLS variable sits at offset 0 (x86 and
+    #: s390x keep TLS below it, aarch64 and arm after a TCB at it): the test
+    #: is then one compare with zero. Where TLS starts at the thread pointer
+    #: (riscv64, loongarch64) or 0x7000 bytes below it (powerpc, whose static
+    #: TLS can reach offset 0), a module's first TLS variable may sit at
+    #: offset 0, so "no area" is 1: no area is at an odd offset (32-byte
+    #: aligned, from a thread pointer aligned to at least 8).
+    no_area_offset: int = 0
 
     def sig_for(self, endian: str) -> int:
         if endian == "big" and self.sig_be is not None:
@@ -152,6 +162,7 @@ ARCHES: dict[str, Arch] = {
             cross_triple="powerpc64le-linux-gnu",
             qemu="qemu-ppc64le",
             params={"tp_reg": "13"},
+            no_area_offset=1,
         ),
         Arch(
             name="ppc64",
@@ -167,6 +178,7 @@ ARCHES: dict[str, Arch] = {
             cross_triple="powerpc64-linux-gnu",
             qemu="qemu-ppc64",
             params={"tp_reg": "13"},
+            no_area_offset=1,
         ),
         Arch(
             name="ppc32",
@@ -182,6 +194,7 @@ ARCHES: dict[str, Arch] = {
             cross_triple="powerpc-linux-gnu",
             qemu="qemu-ppc",
             params={"tp_reg": "2"},
+            no_area_offset=1,
         ),
         Arch(
             name="s390x",
@@ -210,6 +223,7 @@ ARCHES: dict[str, Arch] = {
             machine_names=("riscv64",),
             cross_triple="riscv64-linux-gnu",
             qemu="qemu-riscv64",
+            no_area_offset=1,
         ),
         Arch(
             name="loongarch64",
@@ -225,6 +239,7 @@ ARCHES: dict[str, Arch] = {
             # No Debian bookworm cross gcc: the tests use zig cc (PyPI ziglang).
             cross_triple=None,
             qemu="qemu-loongarch64",
+            no_area_offset=1,
         ),
     )
 }
