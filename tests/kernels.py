@@ -316,6 +316,9 @@ def boot(image: LineImage, programs: Sequence[GuestProgram], workdir: Path) -> t
         raise GuestError(f"{machine.qemu} exited {proc.returncode}: "
                          f"{(proc.stderr.strip().splitlines() or ['no message'])[-1]}")
     text = console.read_text(errors="replace").replace("\r\n", "\n")
+    # One port carries the kernel's messages too: a marker may follow one of
+    # them on the same line (ppc64's early console prints the banner there).
+    text = re.sub(rf"(?<!\n)@@{token} ", f"\n@@{token} ", text)
     release, boot_seconds, results, done = parse_results(text, token)
     if release is None:
         raise GuestError(f"the {image.release} guest never ran /init (console: {_tail(console)})")

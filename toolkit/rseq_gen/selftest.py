@@ -87,6 +87,19 @@ def delay_loops(delay: int = DELAY) -> list[tuple[str, str]]:
             for name, text in DELAY_LOOPS.items()]
 
 
+def inject_header(prefix: str, delay: int = DELAY) -> str:
+    """A header defining PREFIX_RSEQ_INJECT_ASM (the delay before each
+    commit store) for every architecture; include it before the generated
+    header (the test suite's programs do)."""
+    pu = prefix.upper()
+    lines = [f"/* {pu}_RSEQ_INJECT_ASM: {delay} turns of a countdown before each commit store "
+             "(rseq-gen selftest's delay loop). */"]
+    for i, (cond, text) in enumerate(delay_loops(delay)):
+        lines += [f"#{'if' if i == 0 else 'elif'} {cond}", f"#define {pu}_RSEQ_INJECT_ASM(reg) {text}"]
+    lines.append("#endif")
+    return "\n".join(lines) + "\n"
+
+
 def render_witness(prefix: str = PREFIX, delay: int = DELAY) -> str:
     from rseq_gen.templating import make_environment
 
@@ -96,11 +109,13 @@ def render_witness(prefix: str = PREFIX, delay: int = DELAY) -> str:
 
 
 def generate_sources(outdir: Path, arches: str | None = None, protocol: str = "compat") -> Path:
-    """The generated code (for `arches`, default the host) and the witness
-    source in `outdir`; returns the witness source."""
+    """The generated code (for `arches`, default every architecture: the
+    compiler picks) and the witness source in `outdir`; returns the witness
+    source."""
     from rseq_gen.generate import render, write_outputs
     from rseq_gen.settings import GenerateOptions
 
+    arches = arches or ",".join(ARCHES)
     opts = GenerateOptions.from_strings(protocol=protocol, prefix=PREFIX, arch=arches)
     write_outputs(render(opts), outdir, None, None)
     source = Path(outdir) / "selftest_witness.c"
