@@ -164,6 +164,7 @@ def line_results(line_id: str, request) -> tuple:
         try:
             image = LineCache(request.config.cache.mkdir("rseq-gen-kernels"), KERNEL_LINES[line_id]).image()
             results, record = boot(image, batch(line_id, root), factory.mktemp(f"boot-{line_id}"))
+            _record(request.config, factory, line_id, record)
             _BOOTS[line_id] = (image, results, record, None)
         except GuestError as exc:
             _BOOTS[line_id] = (None, None, None, str(exc))
@@ -185,6 +186,18 @@ def _expected_length(owner: str, feature_size: int) -> int:
     (legacy) registration too."""
     assert abi.DEFAULT_REGISTRATION == "legacy"
     return 32 if owner in ("glibc", "self") else 0
+
+
+def _record(config, factory, line_id, record) -> None:
+    """For conftest's terminal summary of guest boots."""
+    import dataclasses
+    import json
+
+    from conftest import _boot_record_dir
+
+    out = _boot_record_dir(config, factory)
+    out.mkdir(exist_ok=True)
+    (out / f"line-{line_id}.json").write_text(json.dumps([dataclasses.asdict(record)]))
 
 
 @pytest.mark.parametrize("line_id", [_param(k) for k in KERNEL_LINES])
@@ -228,7 +241,10 @@ def check_percpu_ops(line_id, arch, run, results):
     for mode, rec in modes.items():
         assert rec["owner"] == ("self" if table_env == "glibc-rseq-off" else "glibc"), rec
         assert rec["mm_cid_available"] == str(int(_line_version(line_id) >= (6, 3))), rec
-        assert int(rec["aborts"]) > 0, f"{mode}: no sequence was aborted: {rec}"
+        if mode == "percpu" or rec["mm_cid_available"] == "1":
+            assert int(rec["aborts"]) > 0, f"{mode}: no sequence was aborted: {rec}"
+        else:  # before 6.3 the mm_cid operations run their fallbacks: nothing to abort
+            assert int(rec["aborts"]) == 0, rec
         if run != "pinned":  # pinned: the only CPU it may move to is the one it is on
             assert int(rec["migrations"]) > 0, rec
 
