@@ -40,9 +40,9 @@ C_DIR = Path(__file__).parent / "c"
 CFLAGS = ("-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", "-pedantic", "-pthread")
 #: The sid x86_64 line of tests/guest.py, beside KERNEL_LINES.
 SID_LINE = "x86_64-7"
-SELFTEST_SECONDS = "1.5"
+SELFTEST_SECONDS = "1.2"
 OPS_ITERS = "2000"
-COUNT_ITERS = "5000"
+COUNT_ITERS = "2000"
 #: How each program is run: name -> (static, environment of the protocol table when glibc registers).
 RUNS = {"on": (False, "glibc"), "off": (False, "glibc-rseq-off"), "static": (True, "glibc-static")}
 #: Program architectures whose glibc (the host's 2.36 cross libc) does not
