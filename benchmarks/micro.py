@@ -39,14 +39,6 @@ CPU_CASES = (
 #: module uses), in its own binary.
 GD_CASE = Case("rseqgen", "diag: bench_current_cpu(), code generated with --tls-model "
                           "global-dynamic", 1.0, floor="floor", diagnostic=True)
-#: The same generated code as shared-object code: the program compiled -fPIC
-#: and the generated file in a shared library it links (the fast paths read
-#: P_rseq_area_offset through the GOT and test it for 0).
-PIC_CPU_CASE = Case("rseqgen", "diag: bench_current_cpu(), shared-object code (-fPIC, module "
-                               "in a .so)", 1.0, floor="floor", diagnostic=True)
-PIC_COUNTER_CASE = Case("rseqgen", "diag: bench_percpu_counter_add(), shared-object code "
-                                   "(-fPIC, module in a .so)", 0.5, floor="floor",
-                        diagnostic=True)
 GD_COUNTER_CASE = Case("rseqgen", "diag: bench_percpu_counter_add(), code generated with "
                                   "--tls-model global-dynamic", 0.5, floor="floor",
                        diagnostic=True)
@@ -134,15 +126,15 @@ class Micro:
         return self.cc.build(out, [C_DIR / f"{prog}.c", gen_dir / "bench_rseq.c"],
                              gen_dir=gen_dir, flags=flags)
 
-    def _build_pic(self, prog: str) -> Path:
-        """prog as shared-object code, linked against libbench_rseq.so."""
-        lib = self.work / "libbench_rseq.so"
-        if not lib.exists():
-            self.cc.build(lib, [self.gen / "bench_rseq.c"], gen_dir=self.gen,
-                          flags=("-fPIC", "-shared", "-Wl,-z,nodelete"))
-        return self.cc.build(self.work / f"{prog}_pic", [C_DIR / f"{prog}.c"], gen_dir=self.gen,
-                             flags=(*aligned_flags(), "-fPIC"),
-                             libs=("-L", str(self.work), f"-Wl,-rpath,{self.work}", "-lbench_rseq"))
+    def _build_solib(self, prog: str) -> Path:
+        """prog as a shared library (loops, generated module and floor all
+        -fPIC in lib<prog>_so.so, the way a library adopting rseq-gen is
+        built), and the program that calls its main (c/solib_main.c)."""
+        lib = self.work / f"lib{prog}_so.so"
+        self.cc.build(lib, [C_DIR / f"{prog}.c", self.gen / "bench_rseq.c"], gen_dir=self.gen,
+                      flags=(*aligned_flags(), "-fPIC", "-shared", "-Dmain=bench_solib_main"))
+        return self.cc.build(self.work / f"{prog}_so", [C_DIR / "solib_main.c"], gen_dir=None,
+                             libs=("-L", str(self.work), f"-Wl,-rpath,{self.work}", f"-l{prog}_so"))
 
     def _run_cpu(self, binary, case: Case, env: str):
         out = run_kv([*self.launcher, binary, case.name, _iters(self.base, case)], GLIBC_ENVS[env])
@@ -190,7 +182,7 @@ class Micro:
         gd_bin = self._build("bench_cpu", "gd", aligned_flags(), gen_dir=gd_gen)
         counter_bin = self._build("bench_counter", "aligned", aligned_flags())
         gd_counter_bin = self._build("bench_counter", "gd", aligned_flags(), gen_dir=gd_gen)
-        cpu_pic, counter_pic = self._build_pic("bench_cpu"), self._build_pic("bench_counter")
+        cpu_so, counter_so = self._build_solib("bench_cpu"), self._build_solib("bench_counter")
         records = []
 
         if cpu:
@@ -200,16 +192,19 @@ class Micro:
                 for c in CPU_CASES:
                     jobs[(env, c)] = (lambda c=c, env=env: self._run_cpu(cpu_bin, c, env))
                 jobs[(env, GD_CASE)] = (lambda env=env: self._run_cpu(gd_bin, GD_CASE, env))
-                jobs[(env, PIC_CPU_CASE)] = (
-                    lambda env=env: self._run_cpu(cpu_pic, PIC_CPU_CASE, env))
             self.log("current_cpu: measuring")
             for (env, c), (runs, walls, owner) in self._measure(jobs).items():
                 extra = {"wall_median_ns": walls.median}
                 if c is GD_CASE:
                     extra["tls_model"] = "global-dynamic"
-                if c is PIC_CPU_CASE:
-                    extra["code"] = "shared-object"
                 records.append(_record("current_cpu", env, c, runs, owner=owner, extra=extra))
+            # The same cases as shared-library code (item current_cpu_so).
+            jobs = {(env, c): (lambda c=c, env=env: self._run_cpu(cpu_so, c, env))
+                    for env in GLIBC_ENVS for c in CPU_CASES}
+            self.log("current_cpu, shared library: measuring")
+            for (env, c), (runs, walls, owner) in self._measure(jobs).items():
+                records.append(_record("current_cpu_so", env, c, runs, owner=owner,
+                                       extra={"wall_median_ns": walls.median}))
 
         if counter:
             # Item 2: both glibc settings, 1 and N threads.
@@ -217,25 +212,32 @@ class Micro:
                 jobs = {(env, c): (lambda c=c, env=env, t=t: self._run_counter(counter_bin, c, env, t))
                         for env in GLIBC_ENVS for c in COUNTER_CASES}
                 for env in GLIBC_ENVS:
-                    for c, b in ((GD_COUNTER_CASE, gd_counter_bin), (PIC_COUNTER_CASE, counter_pic)):
-                        jobs[(env, c)] = (lambda c=c, b=b, env=env, t=t:
-                                          self._run_counter(b, c, env, t))
+                    jobs[(env, GD_COUNTER_CASE)] = (lambda env=env, t=t:
+                                                    self._run_counter(gd_counter_bin, GD_COUNTER_CASE, env, t))
                 self.log(f"percpu_counter, {t} thread(s): measuring")
                 for (env, c), (runs, walls, owner) in self._measure(jobs).items():
                     records.append(_record("percpu_counter", env, c, runs, threads=t, owner=owner,
+                                           extra={"wall_median_ns": walls.median}))
+                jobs = {(env, c): (lambda c=c, env=env, t=t: self._run_counter(counter_so, c, env, t))
+                        for env in GLIBC_ENVS for c in COUNTER_CASES}
+                self.log(f"percpu_counter, {t} thread(s), shared library: measuring")
+                for (env, c), (runs, walls, owner) in self._measure(jobs).items():
+                    records.append(_record("percpu_counter_so", env, c, runs, threads=t, owner=owner,
                                            extra={"wall_median_ns": walls.median}))
         if ops:
             # Item 6: both glibc settings, every operation interleaved with every other.
             # Each operation shares a process with its floor, alternating in
             # slices (bench_ops.c says why).
-            ops_bin = self._build("bench_ops", "aligned", aligned_flags())
             floors = {c.name: c for c in OPS_CASES}
-            jobs = {(env, c): (lambda c=c, env=env: self._run_paired(ops_bin, c, floors[c.floor], env))
-                    for env in GLIBC_ENVS for c in OPS_CASES if c.floor}
-            self.log("per-CPU operations: measuring")
-            for (env, c), (runs, walls, owner) in self._measure(jobs).items():
-                records.append(_record("percpu_ops", env, c, runs, owner=owner,
-                                       extra={"wall_median_ns": walls.median}))
+            for item, ops_bin in (("percpu_ops", self._build("bench_ops", "aligned", aligned_flags())),
+                                  ("percpu_ops_so", self._build_solib("bench_ops"))):
+                jobs = {(env, c): (lambda c=c, env=env, b=ops_bin:
+                                   self._run_paired(b, c, floors[c.floor], env))
+                        for env in GLIBC_ENVS for c in OPS_CASES if c.floor}
+                self.log(f"per-CPU operations ({item}): measuring")
+                for (env, c), (runs, walls, owner) in self._measure(jobs).items():
+                    records.append(_record(item, env, c, runs, owner=owner,
+                                           extra={"wall_median_ns": walls.median}))
         set_ratios(records)
 
         # Alignment sweep: the loops moved by `pad` bytes, no loop alignment.

@@ -176,18 +176,23 @@ def render(result) -> str:
         parts.append("Other busy processes seen: " + "; ".join(dict.fromkeys(busy)) + ".")
     micro = result.get("micro")
     if micro:
-        cpu = [r for r in micro["records"] if r["item"] == "current_cpu"]
-        cnt = [r for r in micro["records"] if r["item"] == "percpu_counter"]
-        ops = [r for r in micro["records"] if r["item"] == "percpu_ops"]
-        if cpu:
-            parts.append("### 1. Current CPU and area (each case as a ratio to its floor; the "
-                         "references to the current_cpu floor)\n\n" + report.micro_table(cpu))
-        if cnt:
-            parts.append("### 2. Per-CPU counter (ns per increment, per thread; ratios to the "
-                         "floor counter add)\n\n" + report.micro_table(cnt))
-        if ops:
-            parts.append("### 3. Per-CPU operations (ns per call, one thread; each operation in "
-                         "both indexing modes as a ratio to its floor)\n\n" + report.micro_table(ops))
+        # Each table twice: executable code, then the same cases built into a
+        # shared library (items with the suffix _so).
+        for suffix, where in (("", ""), ("_so", ", shared library (-fPIC, in a .so)")):
+            cpu = [r for r in micro["records"] if r["item"] == "current_cpu" + suffix]
+            cnt = [r for r in micro["records"] if r["item"] == "percpu_counter" + suffix]
+            ops = [r for r in micro["records"] if r["item"] == "percpu_ops" + suffix]
+            if cpu:
+                parts.append(f"### 1{suffix and 'b'}. Current CPU and area{where} (each case as a ratio "
+                             "to its floor; the references to the current_cpu floor)\n\n"
+                             + report.micro_table(cpu))
+            if cnt:
+                parts.append(f"### 2{suffix and 'b'}. Per-CPU counter{where} (ns per increment, per "
+                             "thread; ratios to the floor counter add)\n\n" + report.micro_table(cnt))
+            if ops:
+                parts.append(f"### 3{suffix and 'b'}. Per-CPU operations{where} (ns per call, one "
+                             "thread; each operation in both indexing modes as a ratio to its floor)"
+                             "\n\n" + report.micro_table(ops))
     reg = result.get("registration")
     if reg:
         parts.append(f"### 4. Registration (pthread_create + join, one CPU read in the thread; "

@@ -74,11 +74,11 @@ endfunction()
 # The shared part of both public functions: one generator command per
 # (target, prefix), attached to <target>.
 function(_rseq_gen_attach target scope)
-  cmake_parse_arguments(PARSE_ARGV 2 ARG "DLOPEN_SAFE" "PROTOCOL;PREFIX;TLS_MODEL;REGISTRATION;OUTPUT_DIR" "ARCH")
+  cmake_parse_arguments(PARSE_ARGV 2 ARG "DLOPEN_SAFE" "PROTOCOL;PREFIX;TLS_MODEL;REGISTRATION;VISIBILITY;OUTPUT_DIR" "ARCH")
   if(ARG_UNPARSED_ARGUMENTS)
     message(FATAL_ERROR "RseqGen: ${target}: unexpected arguments: ${ARG_UNPARSED_ARGUMENTS}")
   endif()
-  foreach(_kw IN ITEMS PROTOCOL PREFIX TLS_MODEL REGISTRATION OUTPUT_DIR ARCH)
+  foreach(_kw IN ITEMS PROTOCOL PREFIX TLS_MODEL REGISTRATION VISIBILITY OUTPUT_DIR ARCH)
     if(_kw IN_LIST ARG_KEYWORDS_MISSING_VALUES)
       message(FATAL_ERROR "RseqGen: ${target}: ${_kw} needs a value")
     endif()
@@ -96,6 +96,10 @@ function(_rseq_gen_attach target scope)
     set(ARG_REGISTRATION "${RSEQ_GEN_DEFAULT_REGISTRATION}")
   endif()
   _rseq_gen_check_choice("REGISTRATION" "${ARG_REGISTRATION}" "${RSEQ_GEN_REGISTRATIONS}")
+  if(NOT ARG_VISIBILITY)
+    set(ARG_VISIBILITY "${RSEQ_GEN_DEFAULT_VISIBILITY}")
+  endif()
+  _rseq_gen_check_choice("VISIBILITY" "${ARG_VISIBILITY}" "${RSEQ_GEN_VISIBILITIES}")
   if(NOT ARG_PREFIX)
     string(MAKE_C_IDENTIFIER "${target}" ARG_PREFIX)
   endif()
@@ -130,7 +134,8 @@ function(_rseq_gen_attach target scope)
 
   set(_args generate
       --protocol "${ARG_PROTOCOL}" --prefix "${ARG_PREFIX}" --arch "${_arches}"
-      --tls-model "${ARG_TLS_MODEL}" --registration "${ARG_REGISTRATION}")
+      --tls-model "${ARG_TLS_MODEL}" --registration "${ARG_REGISTRATION}"
+      --visibility "${ARG_VISIBILITY}")
   if(ARG_DLOPEN_SAFE)
     list(APPEND _args --dlopen-safe)
   endif()
@@ -173,6 +178,14 @@ function(_rseq_gen_attach target scope)
   set_property(TARGET ${target} APPEND PROPERTY RSEQ_GEN_MANIFESTS "${_manifest}")
   set_property(TARGET ${target} APPEND PROPERTY RSEQ_GEN_PREFIXES "${ARG_PREFIX}")
   set_property(TARGET ${target} APPEND PROPERTY RSEQ_GEN_PROTOCOLS "${ARG_PROTOCOL}")
+  # What a version script of the target must keep global: the names the
+  # protocol shares between modules, and every generated name when exported.
+  string(REPLACE "-" "_" _p "${ARG_PROTOCOL}")
+  set(_globals ${RSEQ_GEN_PROTOCOL_${_p}_SHARED_SYMBOLS})
+  if(ARG_VISIBILITY STREQUAL "default")
+    list(APPEND _globals "${ARG_PREFIX}_*")
+  endif()
+  set_property(TARGET ${target} APPEND PROPERTY RSEQ_GEN_VERSION_SCRIPT_GLOBALS ${_globals})
   set_property(TARGET ${target} APPEND PROPERTY RSEQ_GEN_HEADERS "${_header}")
 endfunction()
 
@@ -204,6 +217,13 @@ function(rseq_gen_add_library name)
     if(NOT DEFINED CMAKE_POSITION_INDEPENDENT_CODE)
       set_target_properties(${name} PROPERTIES POSITION_INDEPENDENT_CODE ON)
     endif()
+  endif()
+  # A SHARED or MODULE library made of the generated code exists to serve
+  # the objects that link it: its names are exported unless VISIBILITY says
+  # otherwise. Everywhere else the generated names stay hidden in the one
+  # object the code is linked into.
+  if(_type MATCHES "^(SHARED|MODULE)$" AND NOT "VISIBILITY" IN_LIST _rest)
+    list(APPEND _rest VISIBILITY default)
   endif()
   _rseq_gen_attach(${name} ${_scope} ${_rest})
 endfunction()

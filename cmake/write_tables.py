@@ -2,7 +2,7 @@
 
 usage: python write_tables.py <toolkit dir> <output file>
 
-The CMake functions check PROTOCOL/ARCH/TLS_MODEL/REGISTRATION and map
+The CMake functions check PROTOCOL/ARCH/TLS_MODEL/REGISTRATION/VISIBILITY/PREFIX and map
 CMAKE_SYSTEM_PROCESSOR with these values, so the CMake package always agrees
 with the rseq-gen it ships with. Imports only the table modules (no jinja2).
 """
@@ -26,7 +26,8 @@ def render() -> str:
     from rseq_gen.abi import DEFAULT_REGISTRATION, REGISTRATION_MODES
     from rseq_gen.arches import ARCHES
     from rseq_gen.protocols import DEFAULT_PROTOCOL, PROTOCOLS
-    from rseq_gen.settings import TLS_MODELS
+    from rseq_gen.adopters import ADOPTERS
+    from rseq_gen.settings import TLS_MODELS, VISIBILITIES
 
     owning = [name for name, p in PROTOCOLS.items() if p.area is not None]
     lines = [
@@ -41,12 +42,19 @@ def render() -> str:
         f"set(RSEQ_GEN_REGISTRATIONS {_cmake_list(list(REGISTRATION_MODES))})",
         f'set(RSEQ_GEN_DEFAULT_REGISTRATION "{DEFAULT_REGISTRATION}")',
         f"set(RSEQ_GEN_ARCHES {_cmake_list(list(ARCHES))})",
+        f"set(RSEQ_GEN_VISIBILITIES {_cmake_list(list(VISIBILITIES))})",
+        f'set(RSEQ_GEN_DEFAULT_VISIBILITY "{VISIBILITIES[0]}")',
+        "# Prefixes another adopter's API takes (PREFIX may not be one, nor start",
+        "# with one and an underscore).",
+        f"set(RSEQ_GEN_RESERVED_PREFIXES {_cmake_list(sorted({p for a in ADOPTERS.values() for p in a.api_prefixes}))})",
     ]
     lines.append("# Link flags an executable holding the protocol's code needs (exports the")
     lines.append("# shared symbols for modules it dlopen's later).")
     for name, p in PROTOCOLS.items():
         flags = list(getattr(p, "executable_link_flags", ()))
         lines.append(f"set(RSEQ_GEN_PROTOCOL_{name.replace('-', '_')}_EXECUTABLE_LINK_FLAGS {_cmake_list(flags)})")
+        lines.append(f"set(RSEQ_GEN_PROTOCOL_{name.replace('-', '_')}_SHARED_SYMBOLS "
+                     f"{_cmake_list(list(p.shared_symbols))})")
     for arch in ARCHES.values():
         names = [arch.name] + [m for m in arch.machine_names if m != arch.name]
         lines.append(f"set(RSEQ_GEN_ARCH_{arch.name}_NAMES {_cmake_list([n.lower() for n in names])})")

@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, require_tool
+from rseq_gen.protocols import PROTOCOLS
 
 
 # Its tests share one module-wide build: keep them on one pytest-xdist worker.
@@ -429,6 +430,31 @@ def test_three_lines_with_clang_and_prefix_path(tools, rseq_env, verify_availabl
     assert_verified(out, "app")
     res = run([b.binary / "app"])
     assert "protocol=compat" in res.stdout, res.stdout
+    b.assert_noop()
+
+
+# ---- a shared library built the way C libraries are built ---------------------
+
+@pytest.mark.parametrize("proto_a,proto_b", [("own", "compat"), ("glibc", "refcount")])
+def test_shared_library_with_version_script(proto_a, proto_b, tools, rseq_env, verify_available,
+                                            tmp_path):
+    """tests/fixtures/cmake/shared-library: hidden visibility, a version
+    script from RSEQ_GEN_VERSION_SCRIPT_GLOBALS, -z defs, --as-needed; two
+    copies of the library on one generated prefix with different protocols.
+    Each exports exactly its API plus its protocol's shared names, both
+    verify clean (POST_BUILD), and the program counts exactly with glibc
+    registering and without."""
+    src = copy_project(FIXTURES / "shared-library", tmp_path / "src")
+    b = Build(tools, rseq_env, "newest", NINJA, src, tmp_path / "build")
+    b.configure(f"STATSA_PROTOCOL={proto_a}", f"STATSB_PROTOCOL={proto_b}")
+    out = b.build().stdout
+    assert_verified(out, "statsa", "statsb", "app")
+    for lib, proto in (("statsa", proto_a), ("statsb", proto_b)):
+        api = {f"{lib}_{n}" for n in ("init", "add", "total", "owner")}
+        shared = set(PROTOCOLS[proto].shared_symbols)
+        assert _dynsym_defined(b.binary / f"lib{lib}.so") == api | shared, lib
+    ctest = run([b.ctest, "--test-dir", b.binary, "--output-on-failure"], check=False)
+    assert ctest.returncode == 0, ctest.stdout
     b.assert_noop()
 
 

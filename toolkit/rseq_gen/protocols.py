@@ -124,7 +124,7 @@ PROTOCOLS: dict[str, Protocol] = {
             name="cpu-id",
             glibc_area=False, area="shared", cpu_id_check=True, refcount=False, handled_flag=False,
             rule="Shared interposable TLS __rseq_abi; register only while __rseq_abi.cpu_id == -1 "
-                 "(seed protocol 3). Does not look at glibc.",
+                 "(option 3 of the 2020 LKML thread 'Rseq registration: Google tcmalloc vs glibc'). Does not look at glibc.",
             registers="the first module whose thread sees cpu_id == -1",
             area_doc="shared __rseq_abi",
             unregisters="never (the kernel, at thread exit)",
@@ -136,7 +136,7 @@ PROTOCOLS: dict[str, Protocol] = {
             name="refcount",
             glibc_area=False, area="shared", cpu_id_check=False, refcount=True, handled_flag=False,
             rule="Shared __rseq_abi plus TLS __rseq_refcount: the 0->1 increment registers, the "
-                 "1->0 decrement unregisters (seed protocol 1). Does not look at glibc.",
+                 "1->0 decrement unregisters (option 1 of the 2020 LKML thread 'Rseq registration: Google tcmalloc vs glibc'). Does not look at glibc.",
             registers="the module that takes the count from 0 to 1",
             area_doc="shared __rseq_abi",
             unregisters="when the count drops to 0 (explicit call or thread exit)",
@@ -148,7 +148,7 @@ PROTOCOLS: dict[str, Protocol] = {
             name="handled",
             glibc_area=False, area="shared", cpu_id_check=True, refcount=False, handled_flag=True,
             rule="Global __rseq_handled: the first constructor that finds it 0 sets it and registers "
-                 "every thread in the shared __rseq_abi; its destructor clears it (seed protocol 2). "
+                 "every thread in the shared __rseq_abi; its destructor clears it (option 2 of the 2020 LKML thread 'Rseq registration: Google tcmalloc vs glibc'). "
                  "Not for dlopen'd modules. Does not look at glibc.",
             registers="the module whose constructor claimed __rseq_handled",
             area_doc="shared __rseq_abi",
@@ -162,7 +162,7 @@ PROTOCOLS: dict[str, Protocol] = {
             glibc_area=True, area="shared", cpu_id_check=True, refcount=True, handled_flag=False,
             rule="glibc's area when glibc registered; otherwise the shared __rseq_abi, registered "
                  "only while cpu_id == -1, with __rseq_refcount so dlopen'd co-adopters come and go "
-                 "(what the seed recommends, on top of today's glibc).",
+                 "(what the 2020 LKML thread 'Rseq registration: Google tcmalloc vs glibc' recommends for early adopters, on top of today's glibc).",
             registers="glibc; else the module that takes the count from 0 to 1",
             area_doc="glibc's, else shared __rseq_abi",
             unregisters="when the count drops to 0 (explicit call or thread exit)",

@@ -49,7 +49,9 @@ RULE_LIST = (
     Rule("RSEQ105", "abi-not-exported", "error", "Symbols",
          "The protocol shares `__rseq_abi` between modules, but this file's definition is local or not default visibility, so it no longer interposes.",
          "__rseq_abi is {bind}/{visibility}; protocol {protocol} needs it GLOBAL or WEAK with default visibility",
-         "Remove `-fvisibility=hidden` / version-script `local:` from `__rseq_abi` (the generated code marks it `visibility(\"default\")`)."),
+         "List `__rseq_abi` under `global:` in your version script (the manifest's `version_script_globals` "
+         "lists what to keep); `-fvisibility=hidden` alone does not hide it (the generated code marks it "
+         "`visibility(\"default\")`)."),
     Rule("RSEQ106", "private-area-exported", "error", "Symbols",
          "The protocol keeps its area private, but the area is exported, so another module could bind to it.",
          "{symbol} is exported ({bind}/{visibility}) but protocol {protocol} keeps its area private",
@@ -155,7 +157,10 @@ RULE_LIST = (
     Rule("RSEQ602", "manifest-symbol-mismatch", "error", "Manifest",
          "A symbol differs from the manifest in type, size, alignment, binding or visibility.",
          "{symbol}: {field} is {found}, manifest says {expected}",
-         "Do not override the generated declarations (visibility flags, version scripts, -fcommon)."),
+         "Keep what the manifest's version_script_globals lists global in your version script "
+         "(the protocol's shared names, or every generated name with --visibility default); "
+         "-fvisibility=hidden is fine (the generated declarations say their own visibility); "
+         "do not build the generated source with -fcommon."),
     Rule("RSEQ603", "manifest-note-missing", "error", "Manifest",
          "The file does not carry the rseq-gen note the manifest describes, so it was not built from that generated code.",
          "no rseq-gen note with {desc}",

@@ -789,7 +789,13 @@ def _check_manifest(unit: Unit, ctx: Context, syms: Symbols, notes) -> None:
                 unit.add("RSEQ602", symbol=name, field="binding", found=s.bind, expected=m["st_bind"])
                 _attach(unit, source)
             continue
+        # A hidden definition stays inside the object it is linked into: the
+        # static linker turns it into a local symbol (and drops it when
+        # --gc-sections finds it unused).
+        linked_hidden = m.get("st_visibility") == "STV_HIDDEN" and not elf.is_relocatable
         if s is None:
+            if linked_hidden:
+                continue
             if kind == "shared-library" and syms.dynamic and role != "private" \
                     and m.get("st_visibility", "STV_DEFAULT") == "STV_DEFAULT":
                 unit.add("RSEQ601", symbol=name, role=role, table=".dynsym")
@@ -799,9 +805,12 @@ def _check_manifest(unit: Unit, ctx: Context, syms: Symbols, notes) -> None:
                 _attach(unit, source)
             continue
         checks = [("type", s.type, m.get("st_type"))]
-        if elf.is_relocatable or role != "private":
-            checks.append(("binding", s.bind, m.get("st_bind")))
-        checks.append(("visibility", s.visibility, m.get("st_visibility")))
+        if linked_hidden:
+            checks.append(("binding", s.bind, "STB_LOCAL"))
+        else:
+            if elf.is_relocatable or role != "private":
+                checks.append(("binding", s.bind, m.get("st_bind")))
+            checks.append(("visibility", s.visibility, m.get("st_visibility")))
         size = (m.get("st_size") or {}).get(arch) if arch else None
         if size is not None:
             checks.append(("size", s.size, size))
