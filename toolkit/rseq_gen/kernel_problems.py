@@ -114,3 +114,21 @@ def problems_for(release: str, machine: str) -> list[tuple[KernelProblem, str]]:
         if s is not None:
             out.append((problem, s))
     return out
+
+
+def _release(version: tuple[int, int] | None) -> str:
+    return "-" if version is None else f"{version[0]}.{version[1]}"
+
+
+def markdown_table() -> str:
+    """The table docs/support-matrix.md shows (a test keeps them equal)."""
+    rows = ["| Problem | Kernels | Affected | Fixed in | Registrations | What breaks | Generated code there |",
+            "|---|---|---|---|---|---|---|"]
+    for p in KERNEL_PROBLEMS:
+        uncertain = (f" ({', '.join(_release(u) for u in p.uncertain)}.y: possibly, stable backport unknown)"
+                     if p.uncertain else "")
+        rows.append(f"| {p.title} (`{p.id}`{', verify rule ' + p.rule if p.rule else ''}) "
+                    f"| {'every machine' if p.machines is None else ', '.join(p.machines)} "
+                    f"| {_release(p.since)} to before {_release(p.fixed_in)}{uncertain} | {_release(p.fixed_in)} "
+                    f"| {p.registrations} | {p.effect} | {p.generated_code} |")
+    return "\n".join(rows)
