@@ -23,6 +23,7 @@ kernel also runs ARM and Thumb programs, the x86_64 kernel i386 ones):
 
 from __future__ import annotations
 
+import errno
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -225,6 +226,12 @@ def check_selftest(line_id, arch, run, release, results):
     want_owner = "glibc" if _table_env(arch, run) != "glibc-rseq-off" else "self"
     assert reg["owner"] == want_owner, reg
     assert reg["length"] == _expected_length(line_id, arch, run, reg["owner"], reg["feature_size"]), reg
+    if _table_env(arch, run) == "glibc-rseq-off":
+        # a fresh thread nobody registered: 32 bytes everywhere; 64 (len > 32,
+        # at least the feature size) only from 6.3 on, where the length became extensible
+        lengths = reg["length_errno"]
+        assert lengths["32"] == 0, reg
+        assert lengths["64"] == (0 if _line_version(line_id) >= (6, 3) else errno.EINVAL), reg
     for prop in ("registration", "abort_on_preemption", "abort_on_signal", "abort_on_migration", "no_lost_update"):
         assert props[prop]["verdict"] == "pass", (prop, props[prop], r.describe())
     has_mm_cid = _line_version(line_id) >= (6, 3)

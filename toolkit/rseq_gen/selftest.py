@@ -174,11 +174,13 @@ def judge(records: list[dict], returncode: int = 0) -> dict:
             props[name] = _verdict("fail", detail)
         return _report(None, phases, props, finished)
     registered = reg["owner"] != "none"
+    accepted = sorted(int(n) for n, e in reg.get("length_errno", {}).items() if e == 0)
     if registered:
         props["registration"] = _verdict(
             "pass", f"registered by {reg['owner']}, {reg['length']} bytes (kernel feature size "
-                    f"{reg['feature_size']}, {'v2 mode' if reg['length'] > 32 else 'legacy mode'})",
-            owner=reg["owner"], length=reg["length"])
+                    f"{reg['feature_size']}, {'v2 mode' if reg['length'] > 32 else 'legacy mode'})"
+                    + (f"; a fresh thread may register {', '.join(map(str, accepted))} bytes" if accepted else ""),
+            owner=reg["owner"], length=reg["length"], accepted_lengths=accepted)
     else:
         props["registration"] = _verdict(
             "not-applicable", f"no registration (errno {reg['errno']}): the generated code runs its "
