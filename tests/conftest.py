@@ -210,6 +210,18 @@ def matrix_builds(tmp_path_factory):
     return get
 
 
+# ---- rseq-gen installed from its wheel (tests/installed.py) --------------------
+
+@pytest.fixture(scope="session")
+def rseq_env(tmp_path_factory):
+    """The rseq-gen wheel built from this tree and installed into a venv,
+    once per worker, for the build-system tests (CMake, pkg-config, Meson,
+    autotools)."""
+    from installed import install_wheel
+
+    return install_wheel(tmp_path_factory.mktemp("rseq_wheel"))
+
+
 # ---- the Linux 7.x guest (tests/guest.py) -----------------------------------
 
 @pytest.fixture(scope="session")

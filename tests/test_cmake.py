@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, require_tool
+from installed import RseqEnv, clean_env, run  # the rseq_env fixture: conftest.py
 from rseq_gen.protocols import PROTOCOLS
 
 
@@ -39,27 +40,6 @@ MAKE = "Unix Makefiles"
 
 
 # ---- helpers ---------------------------------------------------------------
-
-def clean_env(**extra) -> dict:
-    """The environment for every tool run here: no PYTHONPATH (it would make
-    the venv's Python import rseq_gen from the source tree instead of the
-    installed wheel), no inherited CMake generator settings."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTHONPATH", "PYTHONHOME", "CMAKE_GENERATOR", "CMAKE_PREFIX_PATH",
-                        "RseqGen_DIR", "RseqGen_ROOT", "CC", "CXX", "MAKEFLAGS")}
-    env["CMAKE_BUILD_PARALLEL_LEVEL"] = "2"
-    env.update(extra)
-    return env
-
-
-def run(cmd, *, cwd=None, env=None, check=True, timeout=600) -> subprocess.CompletedProcess:
-    proc = subprocess.run([str(c) for c in cmd], cwd=cwd, env=env or clean_env(),
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(map(str, cmd))} exited {proc.returncode}:\n{proc.stdout}")
-    return proc
-
 
 def cmake_version(cmake: str) -> tuple[int, ...]:
     out = run([cmake, "--version"]).stdout
@@ -112,62 +92,6 @@ def tools() -> Tools:
     assert cmake_version(newest) > (3, 20, 99), f"{newest} is not newer than 3.20"
     t.cmakes["3.20"] = str(cmake320)
     return t
-
-
-@dataclass
-class RseqEnv:
-    venv: Path
-    python: Path
-    rseq_gen: Path
-    cmakedir: Path
-    package_dir: Path
-    wheel: Path
-
-
-@pytest.fixture(scope="session")
-def rseq_env(tmp_path_factory) -> RseqEnv:
-    """Build the rseq-gen wheel from a copy of the source tree (so no build
-    files land in the checkout) and install it into a venv."""
-    try:
-        import scikit_build_core  # noqa: F401
-    except ImportError:
-        pytest.fail("scikit-build-core not found: pip install 'scikit-build-core>=0.11'")
-    base = tmp_path_factory.mktemp("rseq_wheel")
-    src = base / "src"
-    src.mkdir()
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for name in ("CMakeLists.txt", "pyproject.toml", "README.md", "LICENSE"):
-        if (ROOT / name).exists():
-            shutil.copy2(ROOT / name, src / name)
-    if not (src / "README.md").exists():  # pyproject's readme must exist
-        (src / "README.md").write_text("# rseq-gen\n")
-    for name in ("toolkit", "templates", "cmake"):
-        shutil.copytree(ROOT / name, src / name, ignore=ignore)
-    dist = base / "dist"
-    proc = run([sys.executable, "-c",
-                "import sys; from scikit_build_core.build import build_wheel; "
-                "print(build_wheel(sys.argv[1]))", dist], cwd=src, check=False)
-    if proc.returncode != 0:
-        pytest.fail(f"building the rseq-gen wheel failed:\n{proc.stdout}")
-    wheel = dist / proc.stdout.strip().splitlines()[-1]
-    assert wheel.is_file(), proc.stdout
-
-    venv = base / "venv"
-    # System site-packages supply jinja2, pyelftools and scikit-build-core;
-    # the venv's own site-packages (our wheel) come first.
-    run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", venv])
-    python = venv / "bin" / "python"
-    # --ignore-installed: an rseq-gen already in the system site-packages (CI
-    # installs one) must not stand in for the wheel under test.
-    run([sys.executable, "-m", "pip", "--python", python, "install", "--quiet", "--no-deps",
-         "--no-index", "--ignore-installed", "--disable-pip-version-check", wheel])
-    rseq_gen = venv / "bin" / "rseq-gen"
-    assert rseq_gen.exists(), "the wheel did not install the rseq-gen script"
-    cmakedir = Path(run([rseq_gen, "--cmakedir"]).stdout.strip())
-    package_dir = Path(run([python, "-c", "import os, rseq_gen; print(os.path.dirname(rseq_gen.__file__))"],
-                           cwd=base).stdout.strip())
-    assert package_dir.is_relative_to(venv), f"venv imports rseq_gen from {package_dir}"
-    return RseqEnv(venv, python, rseq_gen, cmakedir, package_dir, wheel)
 
 
 @pytest.fixture(scope="session")

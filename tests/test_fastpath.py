@@ -117,8 +117,11 @@ def _check(b: Build, results: dict, protocol: str) -> None:
 
 @pytest.mark.parametrize("build", sorted(BUILDS))
 def test_fast_paths_before_and_after_init(tmp_path, build):
-    gen = generate(tmp_path / "gen", "compat", "fp", "--arch", "x86_64,i386")
     b = BUILDS[build]
+    # A module in a shared library serving the executable's code exports
+    # its names (--visibility default); otherwise they stay hidden.
+    vis = ("--visibility", "default" if b.gen_in_shared_lib else "hidden")
+    gen = generate(tmp_path / "gen", "compat", "fp", "--arch", "x86_64,i386", *vis)
     exe = _build(tmp_path, gen, b)
     _check(b, {e: _run(exe, e) for e in ENVS}, "compat")
 

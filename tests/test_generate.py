@@ -45,6 +45,22 @@ def test_missing_output_dir_is_usage_error():
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("args, status", [
+    ([], 0),
+    (["--protocol", "own", "--arch", "x86_64,aarch64", "--dlopen-safe"], 0),
+    (["--protocol", "nope"], 2),
+    (["--prefix", "1abc"], 2),
+])
+def test_dry_run_checks_the_options_and_writes_nothing(tmp_path, args, status):
+    """What the Meson and autotools integrations run at configure time."""
+    out = tmp_path / "out"
+    proc = run_rseq_gen("generate", "--dry-run", "--output-dir", out, "--manifest", tmp_path / "m.json",
+                        "--depfile", tmp_path / "m.d", *args, check=False)
+    assert proc.returncode == status, proc.stderr
+    assert proc.stdout == "" and len(proc.stderr.strip().splitlines()) == (status != 0)
+    assert not out.exists() and not (tmp_path / "m.json").exists() and not (tmp_path / "m.d").exists()
+
+
 def test_output_is_deterministic_and_stamped(tmp_path):
     a = generate(tmp_path / "a", "compat", "foo", "--depfile", tmp_path / "a.d")
     b = generate(tmp_path / "b", "compat", "foo", "--depfile", tmp_path / "b.d")

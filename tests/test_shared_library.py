@@ -199,3 +199,22 @@ def test_prefixes_near_a_reserved_one_are_accepted(tmp_path):
     for prefix in ("rseqgen", "myrseq"):
         generate(tmp_path / prefix, "compat", prefix)
         assert (tmp_path / prefix / f"{prefix}_rseq.h").is_file()
+
+
+@pytest.mark.parametrize("protocol", ["own", "compat"])
+def test_rdynamic_executable_exports_no_generated_name(protocol, modules, tmp_path):
+    """An executable linked with -rdynamic (what protocols sharing __rseq_abi
+    ask of an executable that dlopen's modules) exports the protocol's shared
+    names and nothing else of the module, -fPIE and -fPIC code alike."""
+    _, gens = modules
+    gen_dir = gens[protocol]
+    main_c = tmp_path / "main.c"
+    main_c.write_text('#include "st_rseq.h"\nint main(void) { return st_current_cpu() < 0; }\n')
+    shared = set(_manifest(gen_dir)["version_script_globals"])
+    for pic in ("-fPIE", "-fPIC"):
+        exe = tmp_path / f"app{pic}"
+        run_build(["gcc", "-O2", pic, "-pthread", "-rdynamic", "-I", str(gen_dir), "-o", str(exe),
+                   str(main_c), str(gen_dir / f"{PREFIX}_rseq.c")])
+        assert subprocess.run([str(exe)]).returncode == 0
+        exported = {n for n in _dynamic_names(exe) if n.startswith(PREFIX + "_") or n.startswith("__rseq")}
+        assert exported == shared, (pic, exported)

@@ -141,6 +141,9 @@ CHECKS = [
 #: Commands the tests run, each with the package that provides it.
 COMMANDS = {"strace": "strace", "ar": "binutils", "objdump": "binutils", "make": "make",
             "cmake": "cmake (pip install '.[test]')", "ninja": "ninja (pip install '.[test]')",
+            # the Meson and autotools integrations (tests/test_meson.py, test_autotools.py)
+            "meson": "meson (pip install '.[test]')", "pkg-config": "pkgconf",
+            "autoreconf": "autoconf", "automake": "automake", "libtoolize": "libtool",
             # the Linux 7.x guest (tests/guest.py)
             "qemu-system-x86_64": "qemu-system-x86", "busybox": "busybox-static"}
 

@@ -27,6 +27,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"rseq-gen {__version__}")
     parser.add_argument("--cmakedir", action="store_true",
                         help="print the directory of RseqGenConfig.cmake (for -DRseqGen_DIR=...)")
+    parser.add_argument("--pkgconfigdir", action="store_true",
+                        help="print the directory of rseq-gen.pc (for PKG_CONFIG_PATH)")
+    parser.add_argument("--aclocaldir", action="store_true",
+                        help="print the directory of rseq-gen.m4 and rseq-gen.mk (for ACLOCAL_PATH)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in SUBCOMMANDS:
         try:
@@ -43,10 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
-        if args.cmakedir:
-            from rseq_gen.cmakedir import cmake_dir
+        from rseq_gen.cmakedir import INSTALLED_DIRS
 
-            print(cmake_dir())
+        asked = [name for name in INSTALLED_DIRS if getattr(args, name)]
+        if asked:
+            for name in asked:
+                print(INSTALLED_DIRS[name].path())
             return 0
         if not getattr(args, "func", None):
             parser.print_help(sys.stderr)

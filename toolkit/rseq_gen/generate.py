@@ -249,6 +249,9 @@ def configure_parser(sub) -> None:
     p.add_argument("--depfile", type=Path, metavar="FILE", help="write a Make-style depfile of the templates read")
     p.add_argument("--origin", metavar="FILE:LINE",
                    help="source location that asked for this code (recorded in the manifest, for SARIF)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check the options and render the code, but write nothing (build systems "
+                        "run this at configure time so a bad option stops the configuration)")
     p.set_defaults(func=execute)
 
 
@@ -257,5 +260,7 @@ def execute(args: argparse.Namespace) -> int:
                                         tls_model=args.tls_model, dlopen_safe=args.dlopen_safe,
                                         registration=args.registration, visibility=args.visibility)
     gen = render(opts)
+    if args.dry_run:
+        return 0
     write_outputs(gen, args.output_dir, args.manifest, args.depfile, args.origin)
     return 0

@@ -790,8 +790,9 @@ def _check_manifest(unit: Unit, ctx: Context, syms: Symbols, notes) -> None:
                 _attach(unit, source)
             continue
         # A hidden definition stays inside the object it is linked into: the
-        # static linker turns it into a local symbol (and drops it when
-        # --gc-sections finds it unused).
+        # static linker makes it local, or keeps it global with hidden
+        # visibility (GNU ld does both in one executable), never in .dynsym,
+        # and drops it when --gc-sections finds it unused.
         linked_hidden = m.get("st_visibility") == "STV_HIDDEN" and not elf.is_relocatable
         if s is None:
             if linked_hidden:
@@ -806,7 +807,9 @@ def _check_manifest(unit: Unit, ctx: Context, syms: Symbols, notes) -> None:
             continue
         checks = [("type", s.type, m.get("st_type"))]
         if linked_hidden:
-            checks.append(("binding", s.bind, "STB_LOCAL"))
+            if s.bind != "STB_LOCAL" and s.visibility not in ("STV_HIDDEN", "STV_INTERNAL"):
+                checks.append(("visibility", f"{s.bind}/{s.visibility}",
+                               "hidden (local, or global with STV_HIDDEN, in a linked file)"))
         else:
             if elf.is_relocatable or role != "private":
                 checks.append(("binding", s.bind, m.get("st_bind")))
