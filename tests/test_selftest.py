@@ -47,6 +47,11 @@ def test_selftest_passes_on_this_machine(cc, env, owner):
                  "no_lost_update", "mm_cid"):  # this machine: 2 CPUs, kernel 6.18 (mm_cid)
         assert props[name]["verdict"] == "pass", (name, props[name])
     assert props["abort_on_preemption"]["aborts"] > 0
+    lengths = report["registration"]["length_errno"]
+    if owner == "self":  # nobody registered the witness's fresh thread: 6.18 takes 32 and longer lengths
+        assert lengths["32"] == lengths["64"] == 0 and 64 in props["registration"]["accepted_lengths"], lengths
+    else:  # glibc registered it: the kernel refuses a second registration
+        assert all(e != 0 for e in lengths.values()), lengths
     assert not report["atomicity_violated"] and report["failed"] == []
 
 
@@ -59,7 +64,7 @@ def test_text_report_names_every_property():
 
 
 FAKE_WITNESS = """#!/bin/sh
-echo '{"event": "registration", "owner": "glibc", "length": 32, "errno": 0, "feature_size": 28, "feature_align": 32, "mm_cid_available": 1, "node_id_available": 1, "max_cpus": 2, "max_mm_cids": 2, "cpus_allowed": 2, "kernel": "6.19.0", "machine": "aarch64", "delay": 2000}'
+echo '{"event": "registration", "owner": "glibc", "length": 32, "errno": 0, "feature_size": 28, "feature_align": 32, "mm_cid_available": 1, "node_id_available": 1, "max_cpus": 2, "max_mm_cids": 2, "cpus_allowed": 2, "kernel": "6.19.0", "machine": "aarch64", "delay": 2000, "length_errno": {"32": 16, "64": 22}}'
 echo '{"event": "phase", "name": "preemption-cpu", "disturbance": "preemption", "mode": "cpu", "threads": 3, "pinned_cpu": 0, "milliseconds": 100, "ops": 1000, "total": 998, "aborts": 0, "signals": 0, "moves": 0, "index_changes": 0, "index_max": 0, "index_bound": 2, "index_out_of_bound": 0}'
 echo '{"event": "done"}'
 """
