@@ -41,7 +41,7 @@ C_DIR = Path(__file__).parent / "c"
 CFLAGS = ("-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", "-pedantic", "-pthread")
 #: The sid x86_64 line of tests/guest.py, beside KERNEL_LINES.
 SID_LINE = "x86_64-7"
-SELFTEST_SECONDS = "1.2"
+SELFTEST_SECONDS = "2"
 OPS_ITERS = "2000"
 COUNT_ITERS = "2000"
 #: How each program is run: name -> (static, environment of the protocol table when glibc registers).
