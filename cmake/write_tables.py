@@ -21,13 +21,19 @@ def _cmake_list(values) -> str:
     return '"' + ";".join(values) + '"'
 
 
+def _cmake_string(value: str) -> str:
+    """A quoted CMake argument holding exactly ``value``."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$") + '"'
+
+
 def render() -> str:
     from rseq_gen import __version__
     from rseq_gen.abi import DEFAULT_REGISTRATION, REGISTRATION_MODES
     from rseq_gen.arches import ARCHES
     from rseq_gen.protocols import DEFAULT_PROTOCOL, PROTOCOLS
     from rseq_gen.adopters import ADOPTERS
-    from rseq_gen.settings import TLS_MODELS, VISIBILITIES
+    from rseq_gen.settings import PREFIX_RULES, TLS_MODELS, VISIBILITIES
+    from rseq_gen.verify import FAIL_ON, FORMATS
 
     owning = [name for name, p in PROTOCOLS.items() if p.area is not None]
     lines = [
@@ -45,9 +51,18 @@ def render() -> str:
         f"set(RSEQ_GEN_VISIBILITIES {_cmake_list(list(VISIBILITIES))})",
         f'set(RSEQ_GEN_DEFAULT_VISIBILITY "{VISIBILITIES[0]}")',
         "# Prefixes another adopter's API takes (PREFIX may not be one, nor start",
-        "# with one and an underscore).",
+        "# with one and an underscore; the PREFIX rules below check that too).",
         f"set(RSEQ_GEN_RESERVED_PREFIXES {_cmake_list(sorted({p for a in ADOPTERS.values() for p in a.api_prefixes}))})",
+        f"set(RSEQ_GEN_VERIFY_FORMATS {_cmake_list(list(FORMATS))})",
+        f"set(RSEQ_GEN_VERIFY_FAIL_ON {_cmake_list(list(FAIL_ON))})",
+        "# What a PREFIX must be (rseq_gen.settings.PREFIX_RULES): each rule's regex,",
+        "# whether the prefix must match it (1) or must not (0), and what is wrong otherwise.",
+        f'set(RSEQ_GEN_PREFIX_RULE_COUNT "{len(PREFIX_RULES)}")',
     ]
+    for i, (pattern, must_match, problem) in enumerate(PREFIX_RULES):
+        lines.append(f"set(RSEQ_GEN_PREFIX_RULE_{i}_REGEX {_cmake_string(pattern)})")
+        lines.append(f'set(RSEQ_GEN_PREFIX_RULE_{i}_MUST_MATCH "{int(must_match)}")')
+        lines.append(f"set(RSEQ_GEN_PREFIX_RULE_{i}_PROBLEM {_cmake_string(problem)})")
     lines.append("# Link flags an executable holding the protocol's code needs (exports the")
     lines.append("# shared symbols for modules it dlopen's later).")
     for name, p in PROTOCOLS.items():

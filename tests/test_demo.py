@@ -41,4 +41,4 @@ def test_demo_without_compiler_is_one_line_exit_2(tmp_path):
     env["PATH"] = str(tmp_path)  # nothing in it
     proc = run_rseq_gen("demo", check=False, env=env)
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == ["rseq-gen: error: demo: no C compiler found (install gcc or set CC)"]
+    assert proc.stderr.strip().splitlines() == ["rseq-gen demo: error: no C compiler found (install gcc or set CC)"]

@@ -27,7 +27,7 @@ C_DIR = Path(__file__).parent / "c"
     (["--arch", "sparc"], "unknown architecture"),
     (["--tls-model", "local-exec"], "--tls-model"),
     (["--registration", "v2"], "--registration"),
-    (["--bogus"], "unrecognized arguments"),
+    (["--bogus"], "unknown option --bogus"),
 ])
 def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, args, message):
     out = tmp_path / "out"

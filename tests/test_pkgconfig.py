@@ -31,7 +31,7 @@ def test_dirs_from_source_tree_are_a_clear_error(flag):
                env=clean_env(PYTHONPATH=str(ROOT / "toolkit")), check=False)
     assert proc.returncode == 2, proc.stdout
     assert proc.stdout.count("\n") == 1, proc.stdout
-    assert f"rseq-gen {flag}:" in proc.stdout and "source tree" in proc.stdout, proc.stdout
+    assert proc.stdout.startswith(f"rseq-gen: error: {flag}: ") and "source tree" in proc.stdout, proc.stdout
     assert "Traceback" not in proc.stdout
 
 

@@ -1,4 +1,5 @@
-"""The README's commands and tables stay true to the code."""
+"""The README's commands and code, and the generated tables of the docs,
+stay true to the code."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from rseq_gen.coexistence import PAIRING_NOTES, pairing_markdown, pairing_rows
 from rseq_gen.protocols import markdown_table
 
 README = (ROOT / "README.md").read_text()
+PROTOCOLS_DOC = (ROOT / "docs" / "protocols.md").read_text()
+C_API_DOC = (ROOT / "docs" / "c-api.md").read_text()
 
 
 def _commands():
@@ -24,20 +27,42 @@ def test_readme_opens_with_demo_and_test_commands():
 
 def test_ci_runs_exactly_the_readme_test_command():
     test_command = _commands()[1]
-    ci = (ROOT / ".ci" / "run").read_text().splitlines()
-    assert test_command in ci
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "\n" + test_command + "\n" in ci
+
+
+def test_readme_is_a_front_page():
+    """Short enough to read: at most 250 lines of at most 100 characters,
+    the library recipe on the first screen, every docs page it links to
+    present."""
+    lines = README.splitlines()
+    assert len(lines) <= 250
+    assert [n for n, line in enumerate(lines, 1) if len(line) > 100] == []
+    assert any("## Add per-CPU counters to your library" in line for line in lines[:40])
+    for page in set(re.findall(r"\]\((docs/[^)#]+)", README)):
+        assert (ROOT / page).is_file(), page
+
+
+#: A commit hash (7 to 40 hex digits, with a digit and a letter) or an issue number.
+COMMIT_OR_ISSUE = re.compile(r"\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{7,40}\b|\b[Ii]ssue \d+")
+
+
+def test_user_docs_name_no_commit_or_issue():
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        text = re.sub(r"0x[0-9a-fA-F]+", "", page.read_text())
+        assert COMMIT_OR_ISSUE.findall(text) == [], page.name
 
 
 def test_protocol_table_is_generated_from_the_protocol_rows():
     begin, end = "<!-- protocol-table:begin -->\n", "<!-- protocol-table:end -->"
-    table = README[README.index(begin) + len(begin):README.index(end)].strip()
-    assert table == markdown_table(), "run: python -m rseq_gen.protocols and paste into README.md"
+    table = PROTOCOLS_DOC[PROTOCOLS_DOC.index(begin) + len(begin):PROTOCOLS_DOC.index(end)].strip()
+    assert table == markdown_table(), "run: python -m rseq_gen.protocols and paste into docs/protocols.md"
 
 
 def test_pairing_table_is_generated_from_the_prediction():
     begin, end = "<!-- pairing-table:begin -->\n", "<!-- pairing-table:end -->"
-    table = README[README.index(begin) + len(begin):README.index(end)].strip()
-    assert table == pairing_markdown(), "run: python -m rseq_gen.coexistence and paste into README.md"
+    table = PROTOCOLS_DOC[PROTOCOLS_DOC.index(begin) + len(begin):PROTOCOLS_DOC.index(end)].strip()
+    assert table == pairing_markdown(), "run: python -m rseq_gen.coexistence and paste into docs/protocols.md"
 
 
 def test_every_conflict_of_the_pairing_table_is_explained():
@@ -55,7 +80,7 @@ def test_apt_packages_are_listed_one_per_line():
 
 
 def test_readme_c_example_counts_exactly(tmp_path):
-    """A new user's program, written from the README's C API section only."""
+    """A new user's program, written from the README's library recipe only."""
     import os
     import subprocess
 
@@ -68,6 +93,7 @@ def test_readme_c_example_counts_exactly(tmp_path):
 static void *worker(void *arg) { (void)arg; for (int i = 0; i < 100000; i++) hit(); return NULL; }
 int main(void) {
     pthread_t t[4];
+    if (counters_init() != 0) return 2;
     for (int i = 0; i < 4; i++) pthread_create(&t[i], NULL, worker, NULL);
     for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);
     printf("%ld %s\\n", total(), mylib_owner());
@@ -87,8 +113,8 @@ def test_operations_table_is_generated_from_the_operation_rows():
     from rseq_gen.operations import markdown_table as operations_table
 
     begin, end = "<!-- operations-table:begin -->\n", "<!-- operations-table:end -->"
-    table = README[README.index(begin) + len(begin):README.index(end)].strip()
-    assert table == operations_table(), "run: python -m rseq_gen.operations and paste into README.md"
+    table = C_API_DOC[C_API_DOC.index(begin) + len(begin):C_API_DOC.index(end)].strip()
+    assert table == operations_table(), "run: python -m rseq_gen.operations and paste into docs/c-api.md"
 
 
 _MMCID_NAMES = (("_percpu_", "_mmcid_"), ("mylib_current_cpu()", "mylib_mmcid_index()"),
@@ -123,6 +149,13 @@ int main(void)
     bufs = calloc((size_t)slots, sizeof *bufs);
     if (lists == NULL || bufs == NULL || stats_init() != 0) return 2;
     for (int i = 0; i < NODES; i++) push(&nodes[i]);
+    /* Every node is on this CPU's list now, and a worker that never runs on
+     * this CPU pops nothing: make sure pop is exercised at least once. */
+    struct node *first = NULL;
+    for (long tries = 0; first == NULL && tries < 100000000; tries++) first = pop();
+    if (first == NULL) return 3;
+    first->value++;
+    push(first);
     for (int i = 0; i < CAP / 2; i++) if (buf_push(&items[i]) != 0) return 2;
     for (int i = 0; i < 4; i++) pthread_create(&t[i], NULL, worker, NULL);
     for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);
@@ -138,17 +171,17 @@ int main(void)
 
 
 def test_readme_per_cpu_examples_work_in_both_modes(tmp_path):
-    """The free list, the per-CPU buffer and the pool, from the README's
-    code blocks only, in both indexing modes, under glibc's registration,
+    """The free list, the per-CPU buffer and the pool, from the code blocks
+    of docs/c-api.md only, in both indexing modes, under glibc's registration,
     our own, and the fallbacks (seccomp EPERM)."""
     import os
     import subprocess
 
     from conftest import generate, require_tool
 
-    blocks = re.findall(r"```c\n(.+?)\n```", README, re.S)
+    blocks = re.findall(r"```c\n(.+?)\n```", C_API_DOC, re.S)
     examples = [b for b in blocks if "pop(void)" in b or "buf_pop" in b or "mylib_pool_create" in b]
-    assert len(examples) == 3, "the README's free list, buffer and pool examples"
+    assert len(examples) == 3, "the free list, buffer and pool examples of docs/c-api.md"
     gen = generate(tmp_path, "compat", "mylib")
     cc = require_tool("gcc")
     seccomp = tmp_path / "seccomp_exec"
@@ -175,3 +208,25 @@ def test_apt_packages_reach_every_toolchain_the_preflight_checks():
 
     listed = set((ROOT / ".ci" / "apt-packages.txt").read_text().split())
     assert packages() <= listed, f"add to .ci/apt-packages.txt: {sorted(packages() - listed)}"
+
+
+def test_readme_without_cmake_commands_work(tmp_path):
+    """The 'Without CMake' commands, run as written (with the README's C
+    block as mylib.c): the library builds and verifies clean."""
+    import shlex
+    import subprocess
+
+    from conftest import RSEQ_GEN
+
+    section = README[README.index("## Without CMake"):]
+    section = section[:section.index("\n## ")]
+    commands = re.search(r"```sh\n(.+?)\n```", section, re.S).group(1).splitlines()
+    (tmp_path / "mylib.c").write_text(re.search(r"```c\n(.+?)\n```", README, re.S).group(1) + "\n")
+    for line in commands:
+        argv = shlex.split(line, comments=True)
+        if argv[0] == "rseq-gen":
+            argv = [*RSEQ_GEN, *argv[1:]]
+        proc = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True)
+        assert proc.returncode == 0, (line, proc.stdout, proc.stderr)
+        if "verify" in line:
+            assert " 0 error(s), 0 warning(s)" in proc.stdout, proc.stdout

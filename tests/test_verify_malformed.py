@@ -195,7 +195,7 @@ def test_cli_reports_bad_inputs_and_checks_the_rest(samples, tmp_path):
     err = proc.stderr.strip().splitlines()
     assert len(err) == 3, err
     assert any(str(junk) in line and "truncated" in line for line in err)
-    assert any(str(missing) in line and "No such file" in line for line in err)
+    assert any(str(missing) in line and "no such file or directory" in line for line in err)
     assert "RSEQ302" in proc.stdout  # the good input was still checked
 
 

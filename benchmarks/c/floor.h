@@ -38,12 +38,17 @@
  * another address, and reading the same word made both equally slow (a
  * link-layout effect, docs/benchmarks.md). Otherwise the floor has its own,
  * set by the program (FLOOR_DEFINE_OFFSET). FLOOR_BENCH_WORDS: the program
- * includes the generated bench_rseq.h, whose executable code has the words. */
+ * includes the generated bench_rseq.h, whose executable code has the words
+ * (and whose shared-object code reads the module's own hidden words). */
 #if defined(FLOOR_BENCH_WORDS) && defined(BENCH__AREA_OFFSET_AT_LOAD)
 #define FLOOR_OFFSET_WORD bench__exe_area_offset_direct
 #define FLOOR_MMCID_OFFSET_WORD bench__exe_mmcid_area_offset_direct
 #define FLOOR_MMCID_THREAD_WORD bench__exe_mmcid_thread_offset
 #define FLOOR_NULL_OFFSET_WORD bench__exe_null_area_offset_direct
+#elif defined(FLOOR_BENCH_WORDS)
+/* Shared-object code: the module's own words, hidden in the same library. */
+#define FLOOR_OFFSET_WORD bench_rseq_area_offset
+#define FLOOR_MMCID_OFFSET_WORD bench_rseq_mmcid_area_offset
 #endif
 #ifndef FLOOR_OFFSET_WORD
 #define FLOOR_OFFSET_WORD floor_area_offset

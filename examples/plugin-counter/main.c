@@ -10,7 +10,6 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <unistd.h>
 
 #include "counter.h"
 #include "counter_rseq.h"
@@ -44,8 +43,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s: THREADS must be 1..256 and EVENTS >= 0\n", argv[0]);
         return 2;
     }
-    long n = sysconf(_SC_NPROCESSORS_CONF);
-    slot_count = n > 0 ? (int)n : 1;
+    /* One slot per possible CPU: the highest CPU number plus one (CPU
+     * numbers can have holes, so the count of CPUs is not enough). */
+    slot_count = counter_max_cpus();
     slots = calloc((size_t)slot_count, SLOT_STRIDE);
     intptr_t *plugin_slots = calloc((size_t)slot_count, sizeof *plugin_slots);
     if (slots == NULL || plugin_slots == NULL)

@@ -2,7 +2,7 @@
 
 Sources: include/uapi/linux/rseq.h (layout and constants), kernel/rseq.c
 (length rules), glibc sysdeps/unix/sysv/linux/sys/rseq.h and rseq-internal.h
-(the __rseq_size history). See shared/reference/rseq-abi.md sections 1 and 2.
+(the __rseq_size history), and the glibc manual's "Restartable Sequences".
 """
 
 from __future__ import annotations

@@ -1,12 +1,13 @@
 """The rseq adopters rseq-gen knows, one row each: how to recognise each one
 in a running process and in ELF files, and what each does in each libc
 environment. The generated runtime (templates/rseq.c.j2), the verifier's
-prediction (rseq_gen.coexistence), the README's pairing table and the
+prediction (rseq_gen.coexistence), the pairing table of docs/protocols.md and the
 coexistence matrix test all read these rows.
 
-Facts and their public sources: shared/reference/rseq-abi.md section 2
-(glibc), 3 (librseq @cbdabc45), 4 (kernel selftests), 5 (tcmalloc
-@fce3f55d); the rows say what was checked on this project's machines.
+Facts and their public sources: glibc's sys/rseq.h and the glibc manual
+(glibc), github.com/compudj/librseq @cbdabc45 (librseq), the kernel's
+tools/testing/selftests/rseq (kernel selftests), github.com/google/tcmalloc
+@fce3f55d (tcmalloc); the rows say what was checked on this project's machines.
 """
 
 from __future__ import annotations
@@ -121,7 +122,7 @@ class Adopter:
     #: and an underscore: its names would collide with the adopter's (and
     #: the generated code looks some of them up to detect the adopter).
     api_prefixes: tuple[str, ...] = ()
-    #: What it does, per libc environment (README and verifier text).
+    #: What it does, per libc environment (docs and verifier text).
     behaviour: dict = field(default_factory=dict)
     notes: str = ""
 

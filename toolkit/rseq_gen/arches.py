@@ -1,7 +1,7 @@
 """Per-architecture facts the generator and the verifier share, as one table.
 
 RSEQ_SIG values and syscall numbers: glibc sysdeps/unix/sysv/linux/*/bits/rseq.h
-and the kernel syscall tables (shared/reference/rseq-abi.md sections 1.7, 1.8).
+and the kernel's syscall tables (arch/*/entry/syscalls/*.tbl, asm-generic/unistd.h).
 Adding an architecture means adding a row here and an ``arch/<template>`` file.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import platform
 from dataclasses import dataclass, field
 
-from rseq_gen.errors import UsageError
+from rseq_gen.errors import UsageError, unknown_choice
 
 
 @dataclass(frozen=True)
@@ -262,9 +262,7 @@ def parse_arch_list(text: str | None) -> list[Arch]:
     for name in names:
         arch = ARCHES.get(name)
         if arch is None:
-            raise UsageError(
-                f"--arch: unknown architecture {name!r} (known: {', '.join(ARCHES)})"
-            )
+            raise unknown_choice("--arch", "architecture", name, ARCHES)
         if arch not in out:
             out.append(arch)
     return out

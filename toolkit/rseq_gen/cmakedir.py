@@ -38,7 +38,7 @@ class InstalledDir:
         if (directory / self.marker).is_file():
             return directory
         raise UsageError(
-            f"rseq-gen {self.option}: no {self.marker} in {directory}: this rseq-gen runs from a "
+            f"{self.option}: no {self.marker} in {directory}: this rseq-gen runs from a "
             f"source tree, and {self.what} is only made when the wheel is built; "
             "install it first (pip install <path to rseq-gen>) and run the installed rseq-gen")
 

@@ -300,7 +300,7 @@ def _summary(p: Prediction):
     return {t: (o.owners, o.peers, o.registrant) for t, o in p.threads.items()}, p.broken, p.degraded
 
 
-# ---- the README's pairing table ---------------------------------------------
+# ---- the pairing table of docs/protocols.md ----------------------------------
 
 
 @dataclass(frozen=True)
@@ -430,7 +430,7 @@ def pairing_columns() -> list[tuple[str, ...]]:
 
 
 def pairing_markdown() -> str:
-    """The README's pairing table and its notes (a test keeps the README in
+    """The pairing table of docs/protocols.md and its notes (a test keeps the page in
     step): per peer and protocol, per environment, what the rseq-gen module's
     P_owner() reports / the peer's state, by how the program holds the two."""
     columns = pairing_columns()

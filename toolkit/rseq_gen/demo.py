@@ -42,7 +42,7 @@ def find_compiler() -> str:
     for candidate in (os.environ.get("CC"), "cc", "gcc", "clang"):
         if candidate and shutil.which(candidate):
             return candidate
-    raise UsageError("demo: no C compiler found (install gcc or set CC)")
+    raise UsageError("no C compiler found (install gcc or set CC)")
 
 
 def _compile(cmd: list, cwd: Path) -> str | None:

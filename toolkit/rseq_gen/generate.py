@@ -10,7 +10,8 @@ from pathlib import Path
 
 from rseq_gen import __version__, abi, operations
 from rseq_gen.arches import ARCHES
-from rseq_gen.fsutil import write_all_atomic
+from rseq_gen.errors import UsageError
+from rseq_gen.fsutil import WriteError, write_all_atomic
 from rseq_gen.protocols import DEFAULT_PROTOCOL, PROTOCOLS
 from rseq_gen.settings import TLS_MODELS, VISIBILITIES, GenerateOptions, option_docs
 from rseq_gen.templating import PACKAGE_DIR, make_environment
@@ -223,8 +224,27 @@ def write_outputs(gen: Generated, output_dir: Path, manifest: Path | None, depfi
     if depfile is not None:
         deps = sorted(set(gen.templates_read)) + _generator_sources()
         files[Path(depfile)] = depfile_text(output_dir / next(iter(gen.files)), deps)
-    write_all_atomic(files)
+    try:
+        write_all_atomic(files)
+    except WriteError as exc:
+        raise UsageError(_write_error_text(exc, output_dir, manifest, depfile)) from None
     return list(files)
+
+
+def _write_error_text(exc: WriteError, output_dir: Path, manifest: Path | None,
+                      depfile: Path | None) -> str:
+    """``--manifest /ro/m.json: read-only file system``: the option and the
+    path the user gave, then what is wrong (with the part of the path that
+    is wrong, when that is not the path itself)."""
+    if manifest is not None and exc.target == Path(manifest):
+        option, given = "--manifest", Path(manifest)
+    elif depfile is not None and exc.target == Path(depfile):
+        option, given = "--depfile", Path(depfile)
+    else:
+        option, given = "--output-dir", output_dir
+    if exc.failing in (given, exc.target):
+        return f"{option} {given}: {exc.words}"
+    return f"{option} {given}: {exc.failing}: {exc.words}"
 
 
 def configure_parser(sub) -> None:

@@ -12,7 +12,7 @@ templates/rseq.c.j2: ``add`` is one atomic read-modify-write; every other
 operation runs under a lock striped by the address of its ``key`` parameter
 (the word that commits, or the pointer that is dereferenced), with atomic
 accesses inside, so operations of one data structure (which share that word)
-are serialised as they are on one CPU under rseq. The README says the same.
+are serialised as they are on one CPU under rseq. docs/c-api.md says the same.
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ class Step:
 @dataclass(frozen=True)
 class Operation:
     name: str
-    #: One line of semantics (README table, header comment, manifest).
+    #: One line of semantics (docs/c-api.md table, header comment, manifest).
     summary: str
     params: tuple[Param, ...]
     steps: tuple[Step, ...]
@@ -427,8 +427,8 @@ def check_table() -> None:
 
 
 def markdown_table() -> str:
-    """The README's operations table, made from the rows above (a test keeps
-    the README in step): one row per operation and memory order, the CPU form
+    """The operations table of docs/c-api.md, made from the rows above (a test
+    keeps the page in step): one row per operation and memory order, the CPU form
     and its mm_cid twin."""
     lines = ["| operation (`P_percpu_…` on `cpu`, `P_mmcid_…` on `cid`) | commits | fallback without rseq |",
              "|---|---|---|"]

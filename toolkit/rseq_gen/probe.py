@@ -6,7 +6,7 @@ Two halves, so tests can feed recorded inputs:
 - ``decide(inputs)`` is a pure function from that record to a ``Decision``
   (findings, warnings and the recommended protocol).
 
-Facts used (shared/reference/rseq-abi.md): rseq(NULL, 0, 0, 0) fails with
+Facts used (the kernel's kernel/rseq.c, glibc's sys/rseq.h): rseq(NULL, 0, 0, 0) fails with
 EINVAL on every kernel that has rseq (len 0 is invalid, and a thread that
 glibc already registered gets EINVAL for a different area), ENOSYS without
 CONFIG_RSEQ; a seccomp filter or emulator may return ENOSYS/EPERM instead

@@ -1,6 +1,6 @@
 """The coexistence protocols, one row each.
 
-The generator reads the behaviour flags; the README table, the manifest and the
+The generator reads the behaviour flags; the table of docs/protocols.md, the manifest and the
 test matrix read the documentation and expectation columns. Keep them here so a
 protocol is described once.
 """
@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rseq_gen.errors import UsageError
+from rseq_gen.errors import unknown_choice
 
-#: Environments the test matrix and the demo run in (see tests/README for how
-#: each one is made).
+#: Environments the test matrix and the demo run in (tests/test_matrix.py
+#: makes each one).
 ENVIRONMENTS = (
     "glibc",           # dynamic glibc >= 2.35, its registration on (default)
     "glibc-rseq-off",  # GLIBC_TUNABLES=glibc.pthread.rseq=0
@@ -44,7 +44,7 @@ class Protocol:
     refcount: bool
     #: Coordinate through the global flag ``__rseq_handled``.
     handled_flag: bool
-    #: One-line rule and table cells for the README.
+    #: One-line rule (header comment) and table cells for docs/protocols.md.
     rule: str
     registers: str
     area_doc: str
@@ -180,9 +180,7 @@ def get_protocol(name: str) -> Protocol:
     try:
         return PROTOCOLS[name]
     except KeyError:
-        raise UsageError(
-            f"--protocol: unknown protocol {name!r} (known: {', '.join(PROTOCOLS)})"
-        ) from None
+        raise unknown_choice("--protocol", "protocol", name, PROTOCOLS) from None
 
 
 ENVIRONMENT_TITLES = {
@@ -196,8 +194,8 @@ ENVIRONMENT_TITLES = {
 
 
 def markdown_table() -> str:
-    """The README's protocol table, made from the rows above (a test keeps the
-    README in step). Owner cells read lone module / second module."""
+    """The protocol table of docs/protocols.md, made from the rows above (a test
+    keeps the page in step). Owner cells read lone module / second module."""
     envs = [ENVIRONMENT_TITLES[e] for e in ENVIRONMENTS]
     head = ["protocol", "who registers", "area", "unregistered", *envs]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]

@@ -6,21 +6,43 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, fields
 
-from rseq_gen.adopters import reserved_prefix_owner
 from rseq_gen.abi import DEFAULT_REGISTRATION, REGISTRATION_MODES, RegistrationMode
+from rseq_gen.adopters import ADOPTERS, reserved_prefix_owner
 from rseq_gen.arches import Arch, parse_arch_list
-from rseq_gen.errors import UsageError
+from rseq_gen.errors import UsageError, unknown_choice
 from rseq_gen.protocols import DEFAULT_PROTOCOL, Protocol, get_protocol
 
 TLS_MODELS = ("auto", "initial-exec", "global-dynamic")
 VISIBILITIES = ("hidden", "default")
-_C_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-_RESERVED_PREFIX = re.compile(r"_[A-Z_]")
+#: What a prefix must be, as (regex, whether the prefix must match it, what
+#: is wrong otherwise). The regexes keep to what CMake's regex understands too:
+#: cmake/write_tables.py exports this table, so rseq_gen_add_library checks
+#: PREFIX by the same rules at configure time.
+PREFIX_RULES = (
+    (r"^[A-Za-z_][A-Za-z0-9_]*$", True, "is not a C identifier"),
+    (r"^_[A-Z_]", False, "is reserved (starts with _ and a capital or _)"),
+) + tuple(
+    # Another adopter's API namespace (rseq_gen.adopters: api_prefixes): the
+    # module's names would collide with it (the first adopter taking it names it).
+    (rf"^{taken}(_.*)?$", False, f"would collide with {owner.title}'s {taken}_* API; pick another")
+    for taken, owner in {taken: reserved_prefix_owner(taken)
+                         for a in ADOPTERS.values() for taken in a.api_prefixes}.items()
+)
+
+
+def prefix_problem(prefix: str) -> str | None:
+    """What is wrong with ``prefix`` (None: nothing)."""
+    for pattern, must_match, problem in PREFIX_RULES:
+        if pattern.endswith("$"):  # CMake's end of string; Python's would allow a final newline
+            pattern = pattern[:-1] + r"\Z"
+        if bool(re.search(pattern, prefix)) != must_match:
+            return problem
+    return None
 
 
 @dataclass(frozen=True)
 class GenerateOptions:
-    protocol: Protocol = field(metadata={"doc": "Coexistence protocol (see the README's protocol table)."})
+    protocol: Protocol = field(metadata={"doc": "Coexistence protocol: who registers rseq for a thread, and which area it uses."})
     prefix: str = field(metadata={"doc": "C identifier that starts every exported symbol."})
     arches: tuple[Arch, ...] = field(metadata={"doc": "Architectures the header carries code for."})
     tls_model: str = field(metadata={
@@ -48,21 +70,15 @@ class GenerateOptions:
                      tls_model: str = "auto", dlopen_safe: bool = False,
                      registration: str = DEFAULT_REGISTRATION,
                      visibility: str = "hidden") -> "GenerateOptions":
-        if not _C_IDENTIFIER.match(prefix or ""):
-            raise UsageError(f"--prefix: {prefix!r} is not a C identifier")
-        if _RESERVED_PREFIX.match(prefix):
-            raise UsageError(f"--prefix: {prefix!r} is reserved (starts with _ and a capital or _)")
-        owner = reserved_prefix_owner(prefix)
-        if owner is not None:
-            raise UsageError(f"--prefix: {prefix!r} would collide with {owner.title}'s "
-                             f"{'/'.join(p + '_*' for p in owner.api_prefixes)} API; pick another")
+        problem = prefix_problem(prefix or "")
+        if problem:
+            raise UsageError(f"--prefix: {prefix!r} {problem}")
         if visibility not in VISIBILITIES:
-            raise UsageError(f"--visibility: {visibility!r} is not one of {', '.join(VISIBILITIES)}")
+            raise unknown_choice("--visibility", "visibility", visibility, VISIBILITIES)
         if tls_model not in TLS_MODELS:
-            raise UsageError(f"--tls-model: {tls_model!r} is not one of {', '.join(TLS_MODELS)}")
+            raise unknown_choice("--tls-model", "TLS model", tls_model, TLS_MODELS)
         if registration not in REGISTRATION_MODES:
-            raise UsageError(f"--registration: {registration!r} is not one of "
-                             f"{', '.join(REGISTRATION_MODES)}")
+            raise unknown_choice("--registration", "registration mode", registration, REGISTRATION_MODES)
         resolved = tls_model
         if tls_model == "auto":
             resolved = "global-dynamic" if dlopen_safe else "initial-exec"

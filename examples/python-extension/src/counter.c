@@ -5,7 +5,6 @@
 
 #include <stdint.h>
 #include <stdlib.h>
-#include <unistd.h>
 
 #include "pycounter_rseq.h"
 
@@ -27,9 +26,9 @@ static int Counter_init(CounterObject *self, PyObject *args, PyObject *kwds)
     static char *kwlist[] = {NULL};
     if (!PyArg_ParseTupleAndKeywords(args, kwds, ":Counter", kwlist))
         return -1;
-    long n = sysconf(_SC_NPROCESSORS_CONF);
     free(self->slots);
-    self->slot_count = n > 0 ? (int)n : 1;
+    /* One slot per possible CPU: the highest CPU number plus one. */
+    self->slot_count = pycounter_max_cpus();
     self->slots = calloc((size_t)self->slot_count, SLOT_STRIDE);
     if (self->slots == NULL) {
         PyErr_NoMemory();

@@ -1,6 +1,6 @@
 """``rseq-gen verify``: check objects, archives, shared libraries and
 executables for the rseq symbols, TLS layout, critical sections and protocol
-conflicts (rules: rseq_gen.rules, docs/rules.md).
+conflicts (rules: rseq_gen.rules; `rseq-gen explain` and docs/rules.md).
 
 Exit codes: 0 clean; 1 findings at or above ``--fail-on``; 2 usage error or
 an unreadable/malformed input (one line each on stderr; the other inputs are
@@ -16,7 +16,7 @@ import re
 import sys
 from pathlib import Path
 
-from rseq_gen.errors import UsageError
+from rseq_gen.errors import UsageError, os_error_words
 from rseq_gen.protocols import PROTOCOLS
 
 FAIL_ON = ("error", "warning")
@@ -28,7 +28,8 @@ def configure_parser(sub) -> None:
         "verify", help="check ELF objects, archives and binaries for rseq problems",
         description="Check relocatable objects, static archives, shared libraries and executables "
                     "for rseq symbol layout, glibc ABI use, TLS model, critical sections and "
-                    "protocol conflicts. Rules: docs/rules.md.")
+                    "protocol conflicts. Each finding names a rule and its fix; "
+                    "`rseq-gen explain RULE` explains a rule, `rseq-gen explain` lists them.")
     p.add_argument("paths", nargs="+", metavar="PATH", help="files to check")
     p.add_argument("--manifest", type=Path, metavar="FILE",
                    help="manifest written by `rseq-gen generate --manifest`: check what it promises")
@@ -48,6 +49,9 @@ def configure_parser(sub) -> None:
     p.add_argument("--dlopen", action="store_true",
                    help="the shared libraries will be dlopen'd (initial-exec TLS is an error)")
     p.add_argument("--format", choices=FORMATS, default="text", help="output format (default: text)")
+    p.add_argument("--notes", "-v", "--verbose", action="store_true", dest="notes",
+                   help="also show informational notes in the text output (the other formats "
+                        "always carry them)")
     p.add_argument("--output", type=Path, metavar="FILE", help="write the report here instead of stdout")
     p.add_argument("--fail-on", choices=FAIL_ON, default="error",
                    help="lowest severity that makes the exit code 1 (default: error)")
@@ -71,13 +75,13 @@ def load_manifest(path: Path) -> dict:
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
-        raise UsageError(f"--manifest: cannot read {path}: {exc.strerror}") from None
+        raise UsageError(f"--manifest {path}: {os_error_words(exc)}") from None
     except (ValueError, UnicodeDecodeError) as exc:
-        raise UsageError(f"--manifest: {path} is not valid JSON: {exc}") from None
+        raise UsageError(f"--manifest {path}: not valid JSON: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("symbols", []), list) \
             or not all(isinstance(s, dict) and isinstance(s.get("name"), str)
                        for s in data.get("symbols", [])):
-        raise UsageError(f"--manifest: {path} is not an rseq-gen manifest (no symbols list)")
+        raise UsageError(f"--manifest {path}: not an rseq-gen manifest (no symbols list)")
     base = data.get("output_dir") or str(Path(path).resolve().parent)
     for s in data.get("symbols", []):
         src = s.get("source")
@@ -165,14 +169,15 @@ def execute(args: argparse.Namespace) -> int:
     for e in errors:
         where = f"{e['file']}({e['member']})" if e.get("member") else e["file"]
         print(f"rseq-gen verify: {where}: {e['message']}", file=sys.stderr)
-    text = render(report, args.format)
+    text = render(report, args.format, notes=args.notes)
     if args.output:
-        from rseq_gen.fsutil import write_atomic
+        from rseq_gen.fsutil import WriteError, write_atomic
 
         try:
             write_atomic(args.output, text)
-        except OSError as exc:
-            raise UsageError(f"--output: cannot write {args.output}: {exc.strerror}") from None
+        except WriteError as exc:
+            where = "" if exc.failing == exc.target else f"{exc.failing}: "
+            raise UsageError(f"--output {args.output}: {where}{exc.words}") from None
     else:
         sys.stdout.write(text)
         sys.stdout.flush()

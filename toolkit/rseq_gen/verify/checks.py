@@ -38,7 +38,7 @@ class ArchFacts:
 
 
 #: Machines rseq-gen must recognise even when it cannot generate for them.
-#: RSEQ_SIG values: shared/reference/rseq-abi.md section 1.7. Relocation
+#: RSEQ_SIG values: glibc sysdeps/unix/sysv/linux/*/bits/rseq.h. Relocation
 #: numbers: the psABI documents (glibc elf.h spellings).
 _KNOWN = {
     E_MACHINE_NUMBERS["EM_X86_64"]: ArchFacts(

@@ -9,6 +9,7 @@ import struct
 
 from rseq_gen import __version__, abi
 from rseq_gen.elf import ElfError, map_file, open_elf
+from rseq_gen.errors import os_error_words
 from rseq_gen.rules import RULES
 from rseq_gen.verify import recognise
 from rseq_gen.verify.ar import ArchiveError, is_archive, read_members
@@ -52,7 +53,7 @@ def _check_path(path: str, ctx: Context, out: dict) -> None:
         return
     except OSError as exc:
         out["errors"].append({"file": path, "member": None,
-                              "message": f"cannot read: {exc.strerror or exc}"})
+                              "message": os_error_words(exc)})
         return
     if len(data) == 0:
         out["errors"].append({"file": path, "member": None, "message": "empty file (0 bytes)"})

@@ -31,24 +31,36 @@ def _where(f: dict) -> str:
     return f"{f['file']}({f['member']})" if f.get("member") else f["file"]
 
 
-def render(report: dict, fmt: str) -> str:
-    return {"text": render_text, "json": render_json, "sarif": render_sarif,
+def render(report: dict, fmt: str, notes: bool = False) -> str:
+    """``notes``: show informational notes in the text output (the other
+    formats, read by tools, always carry every finding)."""
+    if fmt == "text":
+        return render_text(report, notes)
+    return {"json": render_json, "sarif": render_sarif,
             "junit": render_junit, "github": render_github}[fmt](report)
 
 
 # ---- text -----------------------------------------------------------------
 
-def render_text(report: dict) -> str:
+def render_text(report: dict, notes: bool = False) -> str:
+    """One line per finding, then an indented ``fix:`` line; notes only
+    when asked for (``--notes``, ``-v``)."""
     lines = []
+    hidden = 0
     for f in report["findings"]:
+        if f["severity"] == "note" and not notes:
+            hidden += 1
+            continue
         lines.append(f"{_where(f)}: {f['severity']} {f['rule']} {f['name']}: {f['message']}")
+        lines.append(f"    fix: {f.get('fix') or RULES[f['rule']].fix}")
     # Unreadable inputs are not repeated here: verify prints one line for
     # each on stderr, and the summary counts them.
     for c in report.get("closures", []):
         lines += closure_table(c)
     s = report["summary"]
+    shown = f" ({hidden} not shown: --notes)" if hidden else ""
     lines.append(f"rseq-gen verify: {s['files']} file(s), {s['errors']} error(s), "
-                 f"{s['warnings']} warning(s), {s['notes']} note(s), "
+                 f"{s['warnings']} warning(s), {s['notes']} note(s){shown}, "
                  f"{s['unreadable']} unreadable input(s)")
     return "\n".join(lines) + "\n"
 
