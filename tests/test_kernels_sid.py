@@ -10,7 +10,7 @@ import pytest
 
 from guest import XDIST_GROUP, guest_programs
 from rseq_gen.protocols import PROTOCOLS
-from test_kernels import RUNS, SID_LINE, batch, check_percpu_ops, check_protocol, check_selftest
+from test_kernels import OPS_RUNS, RUNS, SID_LINE, batch, check_percpu_ops, check_protocol, check_selftest
 
 pytestmark = pytest.mark.xdist_group(XDIST_GROUP)
 ARCHES = ("x86_64", "i386")
@@ -28,7 +28,7 @@ def test_selftest_in_sid_guest(arch, run, guest_results):
 
 
 @pytest.mark.parametrize("arch", ARCHES)
-@pytest.mark.parametrize("run", [*RUNS, "pinned"])
+@pytest.mark.parametrize("run", [*OPS_RUNS, "pinned"])
 def test_percpu_ops_in_sid_guest(arch, run, guest_results):
     check_percpu_ops(SID_LINE, arch, run, guest_results)
 
