@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from conftest import generate, require_tool, ROOT, run_build, run_rseq_gen
-from rseq_gen import operations
+from rseq_gen import operations, selftest
 
 #: The module fixture builds every program once: keep its tests on one worker.
 pytestmark = pytest.mark.xdist_group("percpu-ops")
@@ -37,7 +37,7 @@ WARN = ["-Wall", "-Wextra", "-Werror", "-pedantic", "-pthread"]
 RSEQ_OFF = {"GLIBC_TUNABLES": "glibc.pthread.rseq=0"}
 #: Iterations per worker thread (16 threads) for each kind of build.
 ITERS = {"plain": 20000, "asan": 5000, "tsan": 5000}
-INJECT = "-DINJECT_DELAY=2000"
+INJECT = "-DINJECT_DELAY"
 
 
 @dataclass(frozen=True)
@@ -109,6 +109,7 @@ def programs(tmp_path_factory) -> dict:
         gendirs[name] = base / "gen" / name
         run_rseq_gen("generate", *args, "--prefix", "rseqgen", "--arch", "x86_64,i386",
                      "--output-dir", gendirs[name])
+        (gendirs[name] / "rseqgen_inject_delay.h").write_text(selftest.inject_header("rseqgen"))
     # The filter denies rseq for its own ABI only: one per ABI.
     seccomp = {}
     for abi, cc in (("x86_64", "gcc"), ("i386", "i686-linux-gnu-gcc")):

@@ -19,7 +19,7 @@
  *   percpu_ops pool             the per-CPU pool: zeroing, strides,
  *                               residency (mincore), exhaustion, threads
  *
- * Built with -DINJECT_DELAY=N on x86, every sequence spins N iterations just
+ * Built with -DINJECT_DELAY, every sequence spins in a countdown just
  * before its commit store, so preemption, migration and signals land inside
  * the window; each kernel abort is counted (RSEQGEN_RSEQ_ON_ABORT).
  * Output: "key=value" lines, then "OK" or "FAIL: ..." lines; exit status 0
@@ -43,11 +43,11 @@
 
 static unsigned long aborts_seen;
 #define RSEQGEN_RSEQ_ON_ABORT() __atomic_fetch_add(&aborts_seen, 1, __ATOMIC_RELAXED)
-#if defined(INJECT_DELAY) && (defined(__x86_64__) || defined(__i386__))
-#define INJECT_STR2(x) #x
-#define INJECT_STR(x) INJECT_STR2(x)
-#define RSEQGEN_RSEQ_INJECT_ASM(reg) \
-    "mov $" INJECT_STR(INJECT_DELAY) ", " reg "\n\t" "9:\tdec " reg "\n\t" "jnz 9b\n\t"
+#ifdef INJECT_DELAY
+/* RSEQGEN_RSEQ_INJECT_ASM for every architecture: the countdown rseq-gen
+ * selftest's witness uses (rseq_gen.selftest.DELAY_LOOPS), written next to
+ * the generated header by the test that builds with -DINJECT_DELAY. */
+#include "rseqgen_inject_delay.h"
 #endif
 #include "rseqgen_rseq.h"
 

@@ -51,6 +51,10 @@ MULTIARCH = "x86_64-linux-gnu"
 #: Files of sid's libc6 the guest needs (dynamic programs, dlopen, pthreads).
 LIBC_FILES = ("ld-linux-x86-64.so.2", "libc.so.6")
 
+#: i386 programs run on the x86_64 kernel too, on the host's cross glibc
+#: (libc6-i386-cross): (host directory, multiarch directory, loader).
+I386_LIBC = ("/usr/i686-linux-gnu/lib", "i386-linux-gnu", "ld-linux.so.2")
+
 QEMU = "qemu-system-x86_64"
 QEMU_MACHINE = ("-accel", os.environ.get("RSEQ_GEN_GUEST_ACCEL", "tcg,thread=single"), "-cpu", "max",
                 "-smp", "2", "-m", "1024", "-display", "none", "-monitor", "none", "-no-reboot")
@@ -244,9 +248,8 @@ def _sh_quote(text: str) -> str:
     return "'" + text.replace("'", "'\\''") + "'"
 
 
-def init_script(programs: Sequence[GuestProgram], token: str) -> str:
-    """/init: run every program, report on /dev/ttyS1, power off."""
-    out = "/dev/ttyS1"
+def init_script(programs: Sequence[GuestProgram], token: str, out: str = "/dev/ttyS1") -> str:
+    """/init: run every program, report on `out` (a serial port), power off."""
     lines = [
         "#!/bin/busybox sh",
         "export PATH=/bin",
@@ -288,6 +291,13 @@ def build_initramfs(path: Path, image: KernelImage, programs: Sequence[GuestProg
     for name in LIBC_FILES:
         cpio.file(f"usr/lib/{MULTIARCH}/{name}", (image.libc_dir / name).read_bytes())
     cpio.symlink("usr/lib64/ld-linux-x86-64.so.2", f"../lib/{MULTIARCH}/ld-linux-x86-64.so.2")
+    host, multiarch, loader = I386_LIBC
+    if not (Path(host) / loader).exists():
+        raise GuestError(f"{host}/{loader} is missing: install libc6-dev-i386-cross")
+    cpio.directory(f"usr/lib/{multiarch}")
+    for name in (loader, "libc.so.6"):
+        cpio.file(f"usr/lib/{multiarch}/{name}", (Path(host) / name).resolve().read_bytes())
+    cpio.symlink(f"usr/lib/{loader}", f"{multiarch}/{loader}")
     seen = set()
     for p in programs:
         if not _NAME.match(p.name) or p.name in seen:

@@ -8,11 +8,11 @@ import argparse
 import re
 import sys
 
-from rseq_gen import __version__, demo, explain, generate, probe, verify
+from rseq_gen import __version__, demo, explain, generate, probe, selftest, verify
 from rseq_gen.errors import UsageError, did_you_mean, unknown_choice
 
 #: Subcommand modules, in --help order.
-SUBCOMMAND_MODULES = (generate, verify, explain, demo, probe)
+SUBCOMMAND_MODULES = (generate, verify, explain, demo, probe, selftest)
 SUBCOMMANDS = tuple(m.__name__.rpartition(".")[2] for m in SUBCOMMAND_MODULES)
 
 

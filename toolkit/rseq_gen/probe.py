@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 
 from rseq_gen import abi
 from rseq_gen.arches import ARCHES
+from rseq_gen.kernel_problems import problems_for
 
 AT_SECURE = 23
 
@@ -102,6 +103,9 @@ class Decision:
     #: time-slice extension: "available", "unavailable" or "unknown"
     slice_extension: str = "unknown"
     slice_detail: str = ""
+    #: known kernel problems (rseq_gen.kernel_problems) this kernel is in
+    #: the range of: {"id", "status", "title", "generated_code"}
+    kernel_problems: list[dict] = field(default_factory=list)
 
 
 # ---- decision (pure) ------------------------------------------------------
@@ -231,6 +235,12 @@ def decide(inp: ProbeInputs) -> Decision:
     if kernel == "available" and inp.at_rseq_feature_size == 0:
         warnings.append("no AT_RSEQ_FEATURE_SIZE (kernel < 6.3): node_id and mm_cid are not maintained")
 
+    problems = [{"id": p.id, "status": st, "title": p.title, "generated_code": p.generated_code}
+                for p, st in problems_for(inp.kernel_release, inp.machine)]
+    for p in problems:
+        warnings.append(f"kernel {inp.kernel_release} on {inp.machine} is {p['status']} by a known problem: "
+                        f"{p['title']} ({p['id']}; docs/support-matrix.md). {p['generated_code']}")
+
     registration_detail, v2_mode = _registration(inp, registered)
     slice_state, slice_detail = _slice_extension(inp)
 
@@ -260,7 +270,7 @@ def decide(inp: ProbeInputs) -> Decision:
                   "uses rseq (glibc's or its own) wherever the code runs with it")
     return Decision(kernel, kernel_detail, registered, libc_detail, tunable_detail, seccomp_detail,
                     emulator_detail, "compat", reason, warnings, registration_detail, v2_mode,
-                    slice_state, slice_detail)
+                    slice_state, slice_detail, problems)
 
 
 #: First kernel with the legacy / v2 split (Documentation/userspace-api/rseq.rst,

@@ -142,12 +142,15 @@ class GenerateOptions:
 
     @classmethod
     def from_strings(cls, **texts) -> "GenerateOptions":
-        """The options from what the user typed (field name -> text; a
-        missing field takes its default). One line and exit code 2 for a
-        bad value (UsageError)."""
-        unknown = set(texts) - {f.name for f in fields(cls)}
+        """The options from what the user typed (field name, or the flag
+        with ``_`` for ``-`` (``arch``), -> text; a missing field takes its
+        default). One line and exit code 2 for a bad value (UsageError)."""
+        spelled = {f.metadata["option"].flag.replace("-", "_"): f.name for f in fields(cls)}
+        spelled.update({f.name: f.name for f in fields(cls)})
+        unknown = set(texts) - set(spelled)
         if unknown:
             raise TypeError(f"unknown options {sorted(unknown)}")
+        texts = {spelled[k]: v for k, v in texts.items()}
         values = {}
         for f in fields(cls):
             opt: Option = f.metadata["option"]
