@@ -151,13 +151,13 @@ def test_bad_protocol_stops_configure(source, rseq_env, tmp_path):
     proc = run([source / "configure", "--with-rseq-protocol=bogus"], cwd=tmp_path, env=env_for(rseq_env),
                check=False)
     assert proc.returncode != 0, proc.stdout
-    assert re.search(r"configure: error: rseq-gen: error: --protocol: unknown protocol 'bogus'", proc.stdout), proc.stdout
+    assert re.search(r"configure: error: rseq-gen generate: error: --protocol: unknown protocol 'bogus'", proc.stdout), proc.stdout
     assert not (tmp_path / "Makefile").exists()
 
 
 @pytest.mark.parametrize("prefix,stage,message", [
     pytest.param("2st", "autoreconf", "RSEQ_GEN_MODULE: the prefix '2st' is not a C identifier", id="not-c"),
-    pytest.param("rseq", "configure", "configure: error: rseq-gen: error: --prefix: 'rseq' would collide with librseq",
+    pytest.param("rseq", "configure", "configure: error: rseq-gen generate: error: --prefix: 'rseq' would collide with librseq",
                  id="reserved"),
 ])
 def test_bad_prefix_stops_autoreconf_or_configure(prefix, stage, message, autotools, rseq_env, tmp_path):

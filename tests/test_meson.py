@@ -141,7 +141,7 @@ def test_bad_option_stops_meson_setup(setting, message, meson, ninja, rseq_env, 
     build = tmp_path / "build"
     proc = run([meson, "setup", build, src, *args], env=meson_env(rseq_env, ninja), check=False)
     assert proc.returncode != 0, proc.stdout
-    assert re.search(rf"ERROR: .*rseq-gen: error: .*{re.escape(message)}", proc.stdout), proc.stdout
+    assert re.search(rf"ERROR: .*rseq-gen generate: error: .*{re.escape(message)}", proc.stdout), proc.stdout
     assert not (build / "build.ninja").exists()
 
 
