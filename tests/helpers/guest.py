@@ -279,6 +279,19 @@ def init_script(programs: Sequence[GuestProgram], token: str, out: str = "/dev/t
     return "\n".join(lines)
 
 
+def add_programs(cpio, programs: Sequence[GuestProgram]) -> None:
+    """Each program's files under p/<name>/ of the initramfs (the names are
+    unique and safe in the init script)."""
+    seen = set()
+    for p in programs:
+        if not _NAME.match(p.name) or p.name in seen:
+            raise ValueError(f"guest program name {p.name!r} is not unique or not [A-Za-z0-9_.-]+")
+        seen.add(p.name)
+        cpio.directory(f"p/{p.name}")
+        for fname, host in p.files.items():
+            cpio.file(f"p/{p.name}/{fname}", Path(host).read_bytes())
+
+
 def build_initramfs(path: Path, image: KernelImage, programs: Sequence[GuestProgram],
                     busybox: str, token: str) -> None:
     cpio = Cpio()
@@ -298,14 +311,7 @@ def build_initramfs(path: Path, image: KernelImage, programs: Sequence[GuestProg
     for name in (loader, "libc.so.6"):
         cpio.file(f"usr/lib/{multiarch}/{name}", (Path(host) / name).resolve().read_bytes())
     cpio.symlink(f"usr/lib/{loader}", f"{multiarch}/{loader}")
-    seen = set()
-    for p in programs:
-        if not _NAME.match(p.name) or p.name in seen:
-            raise ValueError(f"guest program name {p.name!r} is not unique or not [A-Za-z0-9_.-]+")
-        seen.add(p.name)
-        cpio.directory(f"p/{p.name}")
-        for fname, host in p.files.items():
-            cpio.file(f"p/{p.name}/{fname}", Path(host).read_bytes())
+    add_programs(cpio, programs)
     cpio.file("init", init_script(programs, token).encode())
     cpio.write(path)
 

@@ -30,7 +30,7 @@ from typing import Sequence
 
 from conftest import locked
 from helpers.glibcs import KEYRING, FetchError, apt_dir, apt_run
-from helpers.guest import Cpio, GuestError, GuestProgram, GuestResult, _NAME, _tail, init_script, parse_results
+from helpers.guest import Cpio, GuestError, GuestProgram, GuestResult, _tail, add_programs, init_script, parse_results
 
 
 @dataclass(frozen=True)
@@ -270,14 +270,7 @@ def build_initramfs(path: Path, image: LineImage, programs: Sequence[GuestProgra
         for name in (loader, "libc.so.6"):
             cpio.file(f"lib/{libc.multiarch}/{name}", (Path(libc.host_dir) / name).resolve().read_bytes())
         cpio.symlink(f"lib/{loader}", f"{libc.multiarch}/{loader}")
-    seen = set()
-    for p in programs:
-        if not _NAME.match(p.name) or p.name in seen:
-            raise ValueError(f"guest program name {p.name!r} is not unique or not [A-Za-z0-9_.-]+")
-        seen.add(p.name)
-        cpio.directory(f"p/{p.name}")
-        for fname, host in p.files.items():
-            cpio.file(f"p/{p.name}/{fname}", Path(host).read_bytes())
+    add_programs(cpio, programs)
     cpio.file("init", init_script(programs, token, out=f"/dev/{machine.console}").encode())
     cpio.write(path)
 
