@@ -7,7 +7,7 @@ renders the table.
 Sources are public: the LKML / linux-arm-kernel thread "[REGRESSION] rseq:
 refactoring in v6.19 broke everyone on arm64 and tcmalloc everywhere"
 (April 2026) and the "RSEQ v2" series that answered it, merged for 7.1
-(shared/reference/rseq-abi.md section 1.6 has the commits). Ranges are by
+(the kernel's git history of kernel/rseq.c has the commits). Ranges are by
 mainline release; a stable release may carry a fix earlier, and the record
 does not say whether 7.0.y received it (its backport failed to apply on
 2026-05-12), so 7.0 kernels are reported as "possibly affected".
