@@ -31,7 +31,6 @@ def render() -> str:
     from rseq_gen.abi import DEFAULT_REGISTRATION, REGISTRATION_MODES
     from rseq_gen.arches import ARCHES
     from rseq_gen.protocols import DEFAULT_PROTOCOL, PROTOCOLS
-    from rseq_gen.adopters import ADOPTERS
     from rseq_gen.settings import PREFIX_RULES, TLS_MODELS, VISIBILITIES
     from rseq_gen.verify import FAIL_ON, FORMATS
 
@@ -50,9 +49,6 @@ def render() -> str:
         f"set(RSEQ_GEN_ARCHES {_cmake_list(list(ARCHES))})",
         f"set(RSEQ_GEN_VISIBILITIES {_cmake_list(list(VISIBILITIES))})",
         f'set(RSEQ_GEN_DEFAULT_VISIBILITY "{VISIBILITIES[0]}")',
-        "# Prefixes another adopter's API takes (PREFIX may not be one, nor start",
-        "# with one and an underscore; the PREFIX rules below check that too).",
-        f"set(RSEQ_GEN_RESERVED_PREFIXES {_cmake_list(sorted({p for a in ADOPTERS.values() for p in a.api_prefixes}))})",
         f"set(RSEQ_GEN_VERIFY_FORMATS {_cmake_list(list(FORMATS))})",
         f"set(RSEQ_GEN_VERIFY_FAIL_ON {_cmake_list(list(FAIL_ON))})",
         "# What a PREFIX must be (rseq_gen.settings.PREFIX_RULES): each rule's regex,",

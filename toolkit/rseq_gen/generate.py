@@ -161,9 +161,9 @@ def render(opts: GenerateOptions) -> Generated:
 
 def _generator_sources() -> list[Path]:
     """Python files whose change must regenerate (the generator itself)."""
-    names = ("generate.py", "settings.py", "protocols.py", "arches.py", "abi.py", "names.py",
-             "operations.py", "templating.py", "__init__.py")
-    return [PACKAGE_DIR / n for n in names]
+    modules = ("generate.py", "settings.py", "protocols.py", "arches.py", "abi.py", "names.py",
+               "operations.py", "templating.py", "__init__.py")
+    return [PACKAGE_DIR / m for m in modules]
 
 
 def _depfile_escape(path: Path) -> str:

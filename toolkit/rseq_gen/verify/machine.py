@@ -16,35 +16,15 @@ class ArchFacts:
     name: str
     sig: int
     sig_be: int | None
-    relocs: ElfMachine | None
+    #: Its relocation numbers (NO_RELOCS when they are not known).
+    relocs: ElfMachine
 
     def sig_for(self, endian: str) -> int:
         return self.sig_be if endian == "big" and self.sig_be is not None else self.sig
 
-    # The relocation numbers (empty when the machine's are not known).
-    @property
-    def abs_relocs(self) -> dict:
-        return self.relocs.abs_relocs if self.relocs else {}
 
-    @property
-    def relative(self) -> int:
-        return self.relocs.relative if self.relocs else -1
-
-    @property
-    def add_relocs(self) -> frozenset:
-        return self.relocs.add_relocs if self.relocs else frozenset()
-
-    @property
-    def sub_relocs(self) -> frozenset:
-        return self.relocs.sub_relocs if self.relocs else frozenset()
-
-    @property
-    def ie_relocs(self) -> frozenset:
-        return self.relocs.ie_relocs if self.relocs else frozenset()
-
-    @property
-    def tpoff_relocs(self) -> frozenset:
-        return self.relocs.tpoff_relocs if self.relocs else frozenset()
+#: The relocation numbers of a machine ELF_MACHINES has no row for: none.
+NO_RELOCS = ElfMachine("unknown", 0, None, {}, -1)
 
 
 _BY_CODE = {E_MACHINE_NUMBERS[name]: (name, m) for name, m in ELF_MACHINES.items()}
@@ -58,7 +38,7 @@ def arch_facts(elf: ElfFile) -> ArchFacts | None:
     for a in ARCHES.values():
         if E_MACHINE_NUMBERS.get(a.e_machine) == elf.e_machine_code and a.elfclass == elf.elfclass \
                 and elf.endian in a.endians:
-            return ArchFacts(a.name, a.sig, a.sig_be, machine)
+            return ArchFacts(a.name, a.sig, a.sig_be, machine or NO_RELOCS)
     if machine is None:
         return None
     name = ELF_VARIANT_NAMES.get((em_name, elf.elfclass, elf.endian), machine.name)

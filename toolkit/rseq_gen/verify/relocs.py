@@ -62,16 +62,16 @@ class FieldReader:
                 sym = elf.symbol_at(self.symtab, r.sym)
                 if sym is None or sym.shndx == SHN_UNDEF or sym.shndx >= SHN_LORESERVE:
                     return None
-                if arch and r.type in arch.abs_relocs:
+                if arch and r.type in arch.relocs.abs_relocs:
                     sec_idx, value = sym.shndx, sym.value + addend
                 else:
                     return None
             return (sec_idx, value)
         if relocs and arch is not None:
             r = relocs[0]
-            if r.type == arch.relative or r.type == -1:  # -1: an RELR entry
+            if r.type == arch.relocs.relative or r.type == -1:  # -1: an RELR entry
                 return (None, r.addend if r.addend is not None else raw)
-            if r.type in arch.abs_relocs:
+            if r.type in arch.relocs.abs_relocs:
                 dynsym = next((s for s in elf.sections if s.type == "SHT_DYNSYM"), None)
                 sym = elf.symbol_at(dynsym.index, r.sym) if dynsym else None
                 if sym is None or not sym.defined:
@@ -93,9 +93,9 @@ class FieldReader:
             if sym is None:
                 return None
             addend = r.addend or 0
-            if r.type in arch.add_relocs:
+            if r.type in arch.relocs.add_relocs:
                 value += sym.value + addend
-            elif r.type in arch.sub_relocs:
+            elif r.type in arch.relocs.sub_relocs:
                 value -= sym.value + addend
             else:
                 return None

@@ -33,10 +33,10 @@ def _initial_exec_uses(unit: Unit, syms: Symbols, area_syms: list[str], notes) -
     if elf.kind() == "shared-library":
         if elf.dynamic().get("flags", 0) & DF_STATIC_TLS:
             what.append("DT_FLAGS has DF_STATIC_TLS (initial-exec TLS)")
-        if unit.arch.tpoff_relocs and syms.dynamic:
+        if unit.arch.relocs.tpoff_relocs and syms.dynamic:
             wanted = {s.index for n in area_syms for s in syms.dynamic.get(n, [])}
             ie = [r for r in elf.dynamic_relocations()
-                  if r.type in unit.arch.tpoff_relocs and r.sym in wanted]
+                  if r.type in unit.arch.relocs.tpoff_relocs and r.sym in wanted]
             if ie:
                 what.append(f"{len(ie)} TPOFF relocation(s) against the area symbols")
         return what
@@ -49,7 +49,7 @@ def _initial_exec_uses(unit: Unit, syms: Symbols, area_syms: list[str], notes) -
         if target is None or not target.executable:
             continue
         for r in elf.relocations(sec):
-            if r.type in unit.arch.ie_relocs:
+            if r.type in unit.arch.relocs.ie_relocs:
                 sym = elf.symbol_at(sec.link, r.sym)
                 if sym is not None and sym.name in wanted_names:
                     count += 1
