@@ -60,6 +60,10 @@ GENERATED = {
 BUILDS = [
     Build("gcc", "gcc", ("-std=c11", "-O2", INJECT)),
     Build("clang", "clang", ("-std=c11", "-O2", INJECT)),
+    # Shared-object code (-fPIC, not PIE): x86_64's operations take the area
+    # from the pointer per thread ("_area" sequences).
+    Build("gcc-pic", "gcc", ("-std=c11", "-O2", "-fPIC", INJECT)),
+    Build("clang-pic", "clang", ("-std=c11", "-O2", "-fPIC", INJECT)),
     Build("i386", "i686-linux-gnu-gcc", ("-std=c11", "-O2", INJECT)),
     Build("i386-O0-pic", "i686-linux-gnu-gcc", ("-std=c11", "-O0", "-fPIC", INJECT)),
     Build("i386-clang", "clang", ("--target=i686-linux-gnu", "-std=c11", "-O2", INJECT)),
