@@ -89,11 +89,14 @@ class Machine:
 
 
 _TCG = ("-accel", "tcg,thread=single")
+#: aarch64's -cpu max keeps pointer authentication, with QEMU's own (IMPDEF)
+#: hash instead of QARMA, whose emulation dominates a boot: the kernel signs
+#: every return address (boot to a panic without initramfs: 6.6 s -> 1.7 s).
 MACHINES: dict[str, Machine] = {m.name: m for m in (
     Machine("x86_64", "amd64", "qemu-system-x86_64", "qemu-system-x86", (*_TCG, "-cpu", "max"), "ttyS0",
             ("x86_64", "i386")),
     Machine("aarch64", "arm64", "qemu-system-aarch64", "qemu-system-arm",
-            (*_TCG, "-M", "virt", "-cpu", "max"), "ttyAMA0", ("aarch64", "arm", "thumb")),
+            (*_TCG, "-M", "virt", "-cpu", "max,pauth-impdef=on"), "ttyAMA0", ("aarch64", "arm", "thumb")),
     Machine("ppc64le", "ppc64el", "qemu-system-ppc64", "qemu-system-ppc",
             (*_TCG, "-M", "pseries", "-cpu", "power9"), "hvc0", ("ppc64le",)),
     Machine("s390x", "s390x", "qemu-system-s390x", "qemu-system-misc", (*_TCG, "-M", "s390-ccw-virtio"),
