@@ -137,6 +137,9 @@ def test_plain_flags_export_no_generated_name(protocol, modules, libraries):
     shared = set(_manifest(gens[protocol])["version_script_globals"])
     assert shared <= {"__rseq_abi", "__rseq_refcount", "__rseq_handled"}
     assert _dynamic_names(lib) == api | shared
+    # CMake's RSEQ_GEN_VERSION_SCRIPT_GLOBALS comes from the protocol table
+    # (cmake/write_tables.py), set before the manifest exists: the same names.
+    assert shared == set(PROTOCOLS[protocol].shared_symbols)
 
 
 def test_visibility_default_exports_the_module(tmp_path):
