@@ -306,3 +306,30 @@ def test_one_options_schema(argv):
     note = parse_note(opts.note_text("9.9").encode() + b"\0")
     assert {k: note[k] for k in opts.describe()} == opts.describe()
     assert note["version"] == "9.9" and note["max_len"] == opts.registration.area_size
+
+
+def test_compiled_templates_are_cached_and_a_broken_cache_costs_nothing(tmp_path):
+    """generate keeps its compiled templates in $XDG_CACHE_HOME/rseq-gen: the
+    second run reads them and writes the same files; a cache that is
+    truncated, or a cache home that cannot be a directory, still generates
+    the same files."""
+    import os
+
+    def run(out, cache_home):
+        env = {**os.environ, "XDG_CACHE_HOME": str(cache_home)}
+        run_rseq_gen("generate", "--protocol", "own", "--prefix", "cc", "--output-dir", out, env=env)
+        return {p.name: p.read_bytes() for p in out.iterdir()}
+
+    home = tmp_path / "cache"
+    first = run(tmp_path / "a", home)
+    compiled = sorted((home / "rseq-gen").glob("templates-*/*.cache"))
+    assert compiled, "no compiled template was cached"
+    stamps = {p: p.stat().st_mtime_ns for p in compiled}
+    assert run(tmp_path / "b", home) == first
+    assert {p: p.stat().st_mtime_ns for p in compiled} == stamps  # read, not rewritten
+    for p in compiled:
+        p.write_bytes(p.read_bytes()[:64])
+    assert run(tmp_path / "c", home) == first
+    not_a_directory = tmp_path / "file"
+    not_a_directory.write_text("")
+    assert run(tmp_path / "d", not_a_directory) == first
