@@ -53,6 +53,8 @@ def _symbol_table(opts: GenerateOptions) -> list[dict]:
     vis = "STV_HIDDEN" if opts.visibility == "hidden" else "STV_DEFAULT"
     out = [sym(name, "defined", "STT_FUNC", "STB_GLOBAL", None, None, vis) for name in names.functions(P)]
     out += [sym(name, "defined", "STT_OBJECT", "STB_GLOBAL", ptr, ptr, vis) for name in names.variables(P)]
+    if opts.tls_model == "initial-exec":
+        out += [sym(name, "defined", "STT_TLS", "STB_GLOBAL", ptr, ptr, vis) for name in names.thread_variables(P)]
     proto = opts.protocol
     area_size, area_align = const(opts.registration.area_size), const(opts.registration.area_align)
     if proto.area == "shared":

@@ -19,6 +19,9 @@ FUNCTIONS = (
 )
 #: Pointer-sized variables of every generated module, after ``PREFIX_``.
 VARIABLES = ("rseq_area_offset", "rseq_mmcid_area_offset")
+#: Pointer-sized thread-local variables, after ``PREFIX_``, of a module whose
+#: TLS model is initial-exec: the pointers per thread of the fast paths.
+THREAD_VARIABLES = ("_thread_area_ptr", "_thread_mmcid_area_ptr")
 
 
 def functions(prefix: str) -> list[str]:
@@ -31,7 +34,11 @@ def variables(prefix: str) -> list[str]:
     return [f"{prefix}_{v}" for v in VARIABLES]
 
 
+def thread_variables(prefix: str) -> list[str]:
+    return [f"{prefix}_{v}" for v in THREAD_VARIABLES]
+
+
 def module_names(prefix: str) -> list[str]:
-    """Every function and variable a module with this prefix defines,
+    """Every function and variable a module with this prefix may define,
     besides the names protocols share by design (__rseq_abi, ...)."""
-    return functions(prefix) + variables(prefix)
+    return functions(prefix) + variables(prefix) + thread_variables(prefix)
