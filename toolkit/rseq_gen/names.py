@@ -20,8 +20,9 @@ FUNCTIONS = (
 #: Pointer-sized variables of every generated module, after ``PREFIX_``.
 VARIABLES = ("rseq_area_offset", "rseq_mmcid_area_offset")
 #: Pointer-sized thread-local variables, after ``PREFIX_``, of a module whose
-#: TLS model is initial-exec: the pointers per thread of the fast paths.
-THREAD_VARIABLES = ("_thread_area_ptr", "_thread_mmcid_area_ptr")
+#: TLS model is initial-exec: the pointers per thread of the fast paths, one
+#: per indexing mode.
+THREAD_VARIABLES = tuple(m.area_pointer for m in operations.MODES)
 
 
 def functions(prefix: str) -> list[str]:

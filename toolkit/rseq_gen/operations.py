@@ -222,6 +222,11 @@ class IndexMode:
     #: Infix of the arch functions: P__arch_cs_<infix><op>.
     arch_infix: str
     doc: str
+    #: The pointer per thread (initial-exec TLS, after ``P_``) the mode's
+    #: operations take the area from where the fast paths read one, and
+    #: when it leaves the unknown area.
+    area_pointer: str
+    area_pointer_doc: str
 
 
 @dataclass(frozen=True)
@@ -233,9 +238,11 @@ class MemoryOrder:
 
 MODES = (
     IndexMode("cpu", "percpu", "cpu_id", "cpu", "",
-              "on the slot of CPU `cpu`; the sequence checks cpu_id"),
+              "on the slot of CPU `cpu`; the sequence checks cpu_id",
+              "_thread_area_ptr", "its area"),
     IndexMode("mmcid", "mmcid", "mm_cid", "cid", "mmcid_",
-              "on the slot of concurrency id `cid` (mm_cid, kernel >= 6.3); the sequence checks mm_cid"),
+              "on the slot of concurrency id `cid` (mm_cid, kernel >= 6.3); the sequence checks mm_cid",
+              "_thread_mmcid_area_ptr", "an area where the kernel maintains mm_cid"),
 )
 MODE = {m.name: m for m in MODES}
 
